@@ -1,0 +1,113 @@
+"""Command line: parse arguments, call the library, turn GankitError into one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import GankitError
+
+EPILOG = "With no arguments, `gankit train` trains the dcgan preset on the 5,000 embedded MNIST digits."
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .config import PRESETS
+    from .data import SOURCES
+
+    p = argparse.ArgumentParser(prog="gankit", description="Train and use GANs on images.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a GAN (or resume one)", epilog=EPILOG)
+    t.add_argument("--preset", choices=list(PRESETS), help="tutorial hyperparameters to start from (default dcgan)")
+    t.add_argument("--data", metavar="SOURCE", help=f"one of {', '.join(SOURCES)} (default mnist5k)")
+    t.add_argument("--data-dir", metavar="DIR", help="where torchvision datasets live (default ~/.cache/gankit/data)")
+    t.add_argument("--config", metavar="FILE.toml", help="TOML file of config values")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help="override one config value")
+    t.add_argument("--out", metavar="RUN_DIR", help="run directory to create (default runs/PRESET-SOURCE-TIME)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("generate", help="sample images from a trained run")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    g.add_argument("-o", "--out", required=True, metavar="PATH", help=".png grid, .npy array, or a directory")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="cpu")
+
+    d = sub.add_parser("data", help="describe a data source and save a grid of real images")
+    d.add_argument("source", metavar="SOURCE", help=f"one of {', '.join(SOURCES)}")
+    d.add_argument("--data-dir", metavar="DIR")
+    d.add_argument("--image-size", type=int, default=28)
+    d.add_argument("-n", type=int, default=64, help="images in the grid (default 64)")
+    d.add_argument("-o", "--out", metavar="PNG", help="grid path (default data_SOURCE.png)")
+    return p
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from . import config, train
+
+    if args.resume:
+        given = [flag for flag, v in (("--preset", args.preset), ("--data", args.data), ("--config", args.config),
+                                      ("--out", args.out), ("--seed", args.seed), ("--image-size", args.image_size),
+                                      ("--data-dir", args.data_dir)) if v is not None]
+        if given:
+            raise GankitError(f"{', '.join(given)} cannot be combined with --resume: the run's config.toml decides")
+        changes = config.parse_sets(args.set)
+        changes.update({k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None})
+        result = train.resume(args.resume, changes, progress=not args.no_progress)
+    else:
+        cfg = config.resolve(args.preset, args.config, config.parse_sets(args.set), data=args.data,
+                             data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
+                             image_size=args.image_size, device=args.device)
+        out = Path(args.out) if args.out else train.default_run_dir(cfg)
+        print(f"gankit: training {cfg.preset} ({cfg.model}) on {cfg.data} for {cfg.epochs} epochs -> {out}",
+              file=sys.stderr)
+        result = train.train(cfg, out, progress=not args.no_progress)
+    print(result.summary())
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .generate import generate
+
+    out = generate(args.run_dir, args.n, args.out, seed=args.seed, device=args.device)
+    print(f"wrote {args.n} images to {out}")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from torchvision.utils import make_grid
+
+    from . import data
+    from .train import save_png
+
+    if args.n < 1:
+        raise GankitError(f"-n must be >= 1, got {args.n}")
+    ds = data.load(args.source, args.data_dir, args.image_size)
+    print(ds.describe())
+    name = args.source.split(":", 1)[0] if args.source.startswith("folder:") else args.source
+    out = Path(args.out or f"data_{name}.png")
+    pick = ds.images[:: max(1, len(ds) // args.n)][: args.n]  # spread over the set (sources may be sorted)
+    save_png(make_grid(pick, nrow=max(1, int(len(pick) ** 0.5)), padding=2), out)
+    print(f"grid of {len(pick)} real images: {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"train": cmd_train, "generate": cmd_generate, "data": cmd_data}[args.command](args)
+    except GankitError as exc:
+        print(f"gankit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gankit: interrupted; the last completed epoch's checkpoint is intact (gankit train --resume RUN_DIR)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Training configuration: one flat dataclass, presets from the tutorials, TOML files and --set overrides.
+
+Resolution order (later wins): dataclass defaults -> preset -> TOML file -> --set key=value -> explicit flags.
+The resolved config is written to RUN_DIR/config.toml and is all that later commands read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import GankitError
+
+
+@dataclass
+class Config:
+    # what to train
+    preset: str = "dcgan"
+    model: str = "dcgan"
+    loss: str = "bce"
+    # data
+    data: str = "mnist5k"
+    data_dir: str = ""  # "" -> $GANKIT_DATA_DIR or ~/.cache/gankit/data
+    image_size: int = 28
+    channels: int = 0  # 0 -> whatever the source holds (folders: 1 if every image is grayscale, else 3)
+    subset: int = 0  # train on the first N images only (0 = all); handy for smoke tests
+    rotation: float = 0.0  # random rotation, degrees, applied to the whole batch on the device
+    hflip: bool = False  # random horizontal flip (for folders of faces, not for digits)
+    # optimization
+    z_dim: int = 64
+    batch_size: int = 128
+    epochs: int = 20
+    lr: float = 2e-3
+    beta1: float = 0.5
+    beta2: float = 0.99
+    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
+    # machinery
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast, used on CUDA only
+    channels_last: bool = True  # memory format for the conv models
+    compile: bool = False  # torch.compile the models (pays off on long CUDA runs)
+    # logging
+    sample_count: int = 64  # images in the fixed-noise grid written every epoch
+    log_every: int = 10  # steps between host syncs of the logged scalars (every step is still logged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The simple-GAN tutorial: MLP G/D, Adam 3e-4 with default betas, z 64, batch 32, 50 epochs.
+    "simple-gan": dict(model="mlp", lr=3e-4, beta1=0.9, beta2=0.999, z_dim=64, batch_size=32, epochs=50,
+                       rotation=0.0),
+    # The DCGAN project: lr 2e-3, betas (0.5, 0.99), noise 64, batch 128, 20 epochs, RandomRotation(20).
+    "dcgan": dict(model="dcgan", lr=2e-3, beta1=0.5, beta2=0.99, z_dim=64, batch_size=128, epochs=20,
+                  rotation=20.0),
+}
+
+FIELDS = {f.name: f for f in fields(Config)}
+# Keys that a resumed run may change; everything else would make the checkpoint meaningless.
+RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "log_every"}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Convert a TOML value or a --set string to the field's type, or raise GankitError."""
+    if key not in FIELDS:
+        raise GankitError(f"unknown config key '{key}' (known: {', '.join(sorted(FIELDS))})")
+    kind = type(getattr(Config(), key))
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return text.lower() in ("true", "1", "yes")
+            return kind(text)
+        except ValueError:
+            raise GankitError(f"config key '{key}' expects {kind.__name__}, got '{value}'") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise GankitError(f"config key '{key}' expects {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """Parse ["lr=1e-3", "rotation=0"] into a dict of raw strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise GankitError(f"--set expects key=value, got '{item}'")
+        out[key.strip()] = value
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise GankitError(f"config file not found: {path}")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise GankitError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def resolve(preset: str | None = None, file: str | Path | None = None,
+            sets: dict[str, Any] | None = None, **flags: Any) -> Config:
+    """Build a validated Config from a preset name, a TOML file, --set values and explicit flags."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        values.update(read_toml(file))
+    preset = preset or values.get("preset") or Config.preset
+    if preset not in PRESETS:
+        raise GankitError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
+    merged: dict[str, Any] = {"preset": preset, **PRESETS[preset], **values, **(sets or {})}
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    cfg = Config(**{k: _coerce(k, v) for k, v in merged.items()})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise GankitError(message)
+
+    from .losses import LOSSES
+    from .models import MODELS
+
+    need(cfg.model in MODELS, f"unknown model '{cfg.model}' (choose from: {', '.join(MODELS)})")
+    need(cfg.loss in LOSSES, f"unknown loss '{cfg.loss}' (choose from: {', '.join(LOSSES)})")
+    need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")
+    need(0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {cfg.beta1}, {cfg.beta2}")
+    need(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}")
+    need(cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}")
+    need(cfg.z_dim >= 1, f"z_dim must be >= 1, got {cfg.z_dim}")
+    need(cfg.image_size >= 8, f"image_size must be >= 8, got {cfg.image_size}")
+    need(cfg.channels in (0, 1, 3), f"channels must be 0 (auto), 1 or 3, got {cfg.channels}")
+    need(cfg.subset >= 0, f"subset must be >= 0, got {cfg.subset}")
+    need(0 <= cfg.rotation <= 180, f"rotation must be in [0, 180] degrees, got {cfg.rotation}")
+    need(0 <= cfg.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {cfg.label_smoothing}")
+    need(1 <= cfg.sample_count <= 1024, f"sample_count must be in [1, 1024], got {cfg.sample_count}")
+    need(cfg.log_every >= 1, f"log_every must be >= 1, got {cfg.log_every}")
+    need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
+         f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")
+    MODELS[cfg.model].check_size(cfg.image_size)
+
+
+def save(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text("# gankit run configuration (resolved)\n" + tomli_w.dumps(cfg.to_dict()))
+
+
+def load(path: str | Path) -> Config:
+    values = read_toml(path)
+    try:
+        cfg = Config(**{k: _coerce(k, v) for k, v in values.items()})
+    except GankitError as exc:
+        raise GankitError(f"{path}: {exc}") from None
+    return cfg
+
+
+def override(cfg: Config, changes: dict[str, Any]) -> Config:
+    """A copy of cfg with changes applied (coerced and validated)."""
+    new = dataclasses.replace(cfg, **{k: _coerce(k, v) for k, v in changes.items()})
+    validate(new)
+    return new
+
+
+__all__ = ["Config", "PRESETS", "RESUMABLE_KEYS", "resolve", "validate", "save", "load", "override",
+           "parse_sets"]

@@ -1,0 +1,47 @@
+"""Sampling from a trained run: the exported generator and the run's config, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as data_mod
+from .checkpoint import load_generator
+from .errors import GankitError
+from .train import save_png
+
+
+@torch.no_grad()
+def sample(generator: torch.nn.Module, n: int, z_dim: int, seed: int = 0, batch: int = 500,
+           device: str | torch.device = "cpu") -> torch.Tensor:
+    """n images in [-1, 1] (float32, N x C x H x W on the CPU) from seeded standard-normal noise."""
+    noise = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([generator(chunk.to(device)).float().cpu() for chunk in noise.split(batch)])
+
+
+def generate(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, device: str = "cpu") -> Path:
+    """Write n samples to `out`: .png -> one grid, .npy -> float32 array in [-1, 1], directory -> PNG each."""
+    if n < 1:
+        raise GankitError(f"-n must be >= 1, got {n}")
+    out = Path(out)
+    kind = out.suffix.lower()
+    if kind not in (".png", ".npy", "") and not out.is_dir():
+        raise GankitError(f"output {out} must end in .png (grid) or .npy (array), or be a directory")
+    generator, cfg = load_generator(run_dir, device)
+    images = sample(generator, n, cfg.z_dim, seed, device=device)
+    if out.is_dir() or kind == "":
+        out.mkdir(parents=True, exist_ok=True)
+        width = max(4, len(str(n - 1)))
+        for i, img in enumerate(data_mod.to_uint8(images)):
+            save_png(img, out / f"{i:0{width}d}.png")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if kind == ".npy":
+            np.save(out, images.numpy().astype(np.float32))
+        else:
+            from torchvision.utils import make_grid
+
+            save_png(make_grid(data_mod.to_uint8(images), nrow=max(1, int(n ** 0.5)), padding=2), out)
+    return out

@@ -1,0 +1,123 @@
+"""DCGAN networks.
+
+28x28: the DCGAN-on-MNIST project's stack, layer for layer.
+32x32 and 64x64: the standard DCGAN stack (Radford et al. 2015) for RGB folders: 4x4 kernels, stride 2,
+channel width halving (G) or doubling (D) per resolution step.
+All weights N(0, 0.02), BatchNorm scales N(1, 0.02), as in the DCGAN paper.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import GankitError
+
+SIZES = (28, 32, 64)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """nn.ConvTranspose2d (same parameters, same function) with two faster paths for the generator's ends.
+
+    oneDNN's deconvolution is slow for the two cheapest layers of a DCGAN generator on the CPU (measured on a
+    2-core EPYC, batch 128: noise projection 18 ms -> 4 ms, image layer 27 ms -> 15 ms, forward + backward):
+    - a 1x1 input (the noise projection) is exactly one matmul with the weight seen as (C_in, C_out*k*k);
+    - with few output channels (the image layer), a matmul to columns plus col2im (F.fold) on the CPU.
+    """
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:  # noqa: D102
+        simple = (output_size is None and self.groups == 1 and self.dilation == (1, 1)
+                  and self.output_padding == (0, 0) and self.kernel_size[0] == self.kernel_size[1])
+        n, c, h, w = x.shape
+        k, (s, p) = self.kernel_size[0], (self.stride[0], self.padding[0])
+        if simple and h == w == 1 and p == 0:
+            out = (x.reshape(n, c) @ self.weight.reshape(c, -1)).view(n, self.out_channels, k, k)
+        elif simple and x.device.type == "cpu" and self.out_channels <= 4 and self.stride[0] == self.stride[1]:
+            cols = x.permute(0, 2, 3, 1).reshape(n * h * w, c) @ self.weight.reshape(c, -1)
+            size = ((h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k)
+            out = F.fold(cols.view(n, h * w, -1).transpose(1, 2), size, kernel_size=k, stride=s, padding=p)
+        else:
+            return super().forward(x, output_size)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+def _g_block(cin: int, cout: int, k: int, s: int, p: int = 0) -> list[nn.Module]:
+    return [ConvTranspose2d(cin, cout, k, s, p, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+
+def _d_block(cin: int, cout: int, k: int, s: int, p: int = 0, bn: bool = True) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, p, bias=not bn)]
+    if bn:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.LeakyReLU(0.2, True))
+    return layers
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, z_dim: int, channels: int, image_size: int, width: int = 64):
+        super().__init__()
+        self.z_dim = z_dim
+        if image_size == 28:
+            # noise(z x 1 x 1) -> 3x3 -> 6x6 -> 13x13 -> 28x28
+            layers = (_g_block(z_dim, 256, 3, 2) + _g_block(256, 128, 4, 1) + _g_block(128, 64, 3, 2)
+                      + [ConvTranspose2d(64, channels, 4, 2), nn.Tanh()])
+        else:
+            # noise -> 4x4 -> 8x8 -> ... -> image_size, widths halving towards the image
+            steps = {32: 3, 64: 4}[image_size]
+            chans = [width * 2 ** (steps - 1 - i) for i in range(steps)]
+            layers = _g_block(z_dim, chans[0], 4, 1, 0)
+            for cin, cout in zip(chans, chans[1:]):
+                layers += _g_block(cin, cout, 4, 2, 1)
+            layers += [ConvTranspose2d(chans[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.z_dim, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, channels: int, image_size: int, width: int = 64):
+        super().__init__()
+        if image_size == 28:
+            # 28x28 -> 13x13 -> 5x5 -> 1x1 (64 channels) -> Linear -> one logit
+            layers = (_d_block(channels, 16, 3, 2) + _d_block(16, 32, 5, 2) + _d_block(32, 64, 5, 2)
+                      + [nn.Flatten(), nn.Linear(64, 1)])
+        else:
+            # image_size -> ... -> 4x4, widths doubling; no BatchNorm on the first block; 4x4 conv -> logit
+            steps = {32: 3, 64: 4}[image_size]
+            chans = [width * 2 ** i for i in range(steps)]
+            layers = _d_block(channels, chans[0], 4, 2, 1, bn=False)
+            for cin, cout in zip(chans, chans[1:]):
+                layers += _d_block(cin, cout, 4, 2, 1)
+            layers += [nn.Conv2d(chans[-1], 1, 4, 1, 0), nn.Flatten()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1)
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: conv and linear weights N(0, 0.02); BatchNorm scale N(1, 0.02), shift 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def build(z_dim: int, channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
+    check_size(image_size)
+    g, d = DCGANGenerator(z_dim, channels, image_size), DCGANDiscriminator(channels, image_size)
+    init_weights(g)
+    init_weights(d)
+    return g, d
+
+
+def check_size(image_size: int) -> None:
+    if image_size not in SIZES:
+        raise GankitError(f"the dcgan model makes images of size {', '.join(map(str, SIZES))}, "
+                          f"not {image_size}: set image_size to one of them (or use model=mlp)")

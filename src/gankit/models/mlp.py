@@ -1,0 +1,50 @@
+"""The simple-GAN tutorial's networks, exactly: fully connected, LeakyReLU(0.1), one hidden layer each."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLPGenerator(nn.Module):
+    """z -> Linear(z, 256) -> LeakyReLU(0.1) -> Linear(256, C*H*W) -> Tanh, reshaped to C x H x W."""
+
+    def __init__(self, z_dim: int, shape: tuple[int, int, int]):
+        super().__init__()
+        self.shape = shape
+        self.net = nn.Sequential(
+            nn.Linear(z_dim, 256),
+            nn.LeakyReLU(0.1),
+            nn.Linear(256, math.prod(shape)),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(z.shape[0], *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """C*H*W -> Linear(., 128) -> LeakyReLU(0.1) -> Linear(128, 1): one logit per image (no sigmoid)."""
+
+    def __init__(self, shape: tuple[int, int, int]):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(math.prod(shape), 128),
+            nn.LeakyReLU(0.1),
+            nn.Linear(128, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1)
+
+
+def build(z_dim: int, channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
+    shape = (channels, image_size, image_size)
+    return MLPGenerator(z_dim, shape), MLPDiscriminator(shape)
+
+
+def check_size(image_size: int) -> None:
+    """Any size works: the MLP only sees a flat vector."""

@@ -1,0 +1,55 @@
+"""Matplotlib figures read from metrics.jsonl, so no TensorBoard is needed to see a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def read_metrics(path: str | Path, kind: str = "train") -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [r for r in rows if r.get("kind") == kind]
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (window clipped to the series length)."""
+    window = max(1, min(window, len(values)))
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def plot_loss_curves(metrics_path: str | Path, out: str | Path) -> Path | None:
+    """Two panels: loss_D and loss_G; D(x) and D(G(z)). Raw values faint, moving average bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    if not rows:
+        return None
+    steps = np.array([r["step"] for r in rows])
+    window = max(1, len(rows) // 50)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, keys, title in ((axes[0], ("loss_D", "loss_G"), "losses"),
+                            (axes[1], ("D(x)", "D(G(z))"), "discriminator outputs (probability)")):
+        for key, color in zip(keys, ("tab:blue", "tab:orange")):
+            values = np.array([r[key] for r in rows], dtype=float)
+            ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+            ax.plot(steps, smooth(values, window), color=color, linewidth=1.8, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[1].set_ylim(0, 1)
+    axes[1].axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return Path(out)

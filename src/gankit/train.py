@@ -1,0 +1,247 @@
+"""The training loop, readable top to bottom: data -> models -> (D step, G step) per batch -> run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from . import config as config_mod
+from . import data as data_mod
+from .config import Config
+from .errors import GankitError
+from .losses import LOSSES
+from .models import build
+
+SCALARS = ("loss_D", "loss_G", "D(x)", "D(G(z))")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    epochs: int
+    steps: int
+    seconds: float
+    images_per_s: float
+    last: dict[str, float]
+
+    def summary(self) -> str:
+        last = ", ".join(f"{k} {v:.3f}" for k, v in self.last.items())
+        return (f"trained {self.epochs} epochs ({self.steps} steps) in {self.seconds:.1f} s, "
+                f"{self.images_per_s:.0f} images/s; last: {last}; run: {self.run_dir}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GankitError(f"device '{name}' requested but CUDA is not available here: use --device cpu or auto")
+    return torch.device(name)
+
+
+def default_run_dir(cfg: Config) -> Path:
+    source = cfg.data.split(":", 1)[0]
+    return Path("runs") / f"{cfg.preset}-{source}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
+          progress: bool = True) -> RunResult:
+    """Train a new run into run_dir (which must not exist yet), or continue it with resume=True."""
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    state = ckpt.load_checkpoint(run_dir) if resume else None
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise GankitError(f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
+                          "or choose another --out")
+    device = resolve_device(cfg.device)
+
+    # Data: decoded once into a uint8 tensor on the training device.
+    data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
+    if not resume:
+        cfg = config_mod.override(cfg, {"channels": data.images.shape[1]})
+    images = data.images.to(device)
+
+    # Models and optimizers.
+    torch.manual_seed(cfg.seed)
+    G, D = build(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size)
+    fmt = torch.channels_last if cfg.channels_last and cfg.model != "mlp" else torch.contiguous_format
+    G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+    # Without BatchNorm, D on [real; fake] in one call is the same function as two calls, and cheaper.
+    joint_d = not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    rng = torch.Generator(device).manual_seed(cfg.seed)  # noise and augmentation draws
+    fixed_noise = torch.randn(cfg.sample_count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    epoch = step = 0
+    if state is not None:
+        G.load_state_dict(state["generator"])
+        D.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        rng.set_state(state["rng"].cpu())
+        fixed_noise, epoch, step = state["fixed_noise"], int(state["epoch"]), int(state["step"])
+        if epoch >= cfg.epochs:
+            raise GankitError(f"{run_dir} already trained {epoch} of {cfg.epochs} epochs: "
+                              f"pass --epochs N with N > {epoch} to train further")
+    fixed_noise = fixed_noise.to(device)
+    g_run, d_run = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
+    loss = LOSSES[cfg.loss]
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
+                else contextlib.nullcontext())
+    batches = data_mod.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, rng, fmt)
+
+    # The run directory: created only now that data and models are known to be good.
+    (run_dir / ckpt.SAMPLES).mkdir(parents=True, exist_ok=True)
+    config_mod.save(cfg, run_dir / ckpt.CONFIG)
+    log = MetricsLog(run_dir, cfg.log_every, purge_after=step)
+
+    G.train()
+    D.train()
+    B, start, trained_images = cfg.batch_size, time.perf_counter(), 0
+    try:
+        for epoch in range(epoch, cfg.epochs):
+            bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       disable=not progress, leave=True, dynamic_ncols=True)
+            epoch_start = time.perf_counter()
+            for real in batches.epoch(epoch):
+                z = torch.randn(B, cfg.z_dim, device=device, generator=rng)
+                with autocast:
+                    fake = g_run(z)
+                    # update D: maximize log D(x) + log(1 - D(G(z)))  (the fake batch is detached from G)
+                    if joint_d:
+                        real_logits, fake_logits = d_run(torch.cat([real, fake.detach()])).split(B)
+                    else:
+                        real_logits, fake_logits = d_run(real), d_run(fake.detach())
+                    loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+
+                # update G: maximize log D(G(z)), reusing the same fake batch; D's weights need no gradient
+                D.requires_grad_(False)
+                with autocast:
+                    loss_g = loss.g(d_run(fake))
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                D.requires_grad_(True)
+
+                step += 1
+                log.step(epoch + 1, step, torch.stack([
+                    loss_d.detach(), loss_g.detach(),
+                    torch.sigmoid(real_logits.detach()).mean(), torch.sigmoid(fake_logits.detach()).mean()]).float())
+                bar.update(1)
+                if step % cfg.log_every == 0:
+                    bar.set_postfix(log.latest_postfix(), refresh=False)
+            log.flush()
+            seconds = time.perf_counter() - epoch_start
+            trained_images += len(batches) * B
+            speed = len(batches) * B / max(seconds, 1e-9)
+            bar.set_postfix({**log.latest_postfix(), "img/s": f"{speed:.0f}"})
+            bar.close()
+
+            # end of epoch: fixed-noise grid, generator export, then the checkpoint (last, atomically)
+            grid = sample_grid(G, fixed_noise)
+            save_png(grid, run_dir / ckpt.SAMPLES / f"epoch_{epoch + 1:03d}.png")
+            log.writer.add_image("samples", grid, step)
+            log.record({"kind": "epoch", "epoch": epoch + 1, "step": step, "seconds": round(seconds, 3),
+                        "images_per_s": round(speed, 1)})
+            ckpt.export_generator(G, cfg, run_dir)
+            ckpt.save_checkpoint({
+                "generator": G.state_dict(), "discriminator": D.state_dict(),
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                "epoch": epoch + 1, "step": step, "rng": rng.get_state(),
+                "fixed_noise": fixed_noise.cpu(), "config": cfg.to_dict(),
+            }, run_dir)
+    finally:
+        log.close()
+
+    from .plots import plot_loss_curves
+    plot_loss_curves(run_dir / ckpt.METRICS, run_dir / "loss_curves.png")
+    seconds = time.perf_counter() - start
+    return RunResult(run_dir, cfg.epochs, step, seconds, trained_images / max(seconds, 1e-9), log.last)
+
+
+def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress: bool = True) -> RunResult:
+    """Continue a run from its checkpoint; only epochs and machinery settings may change."""
+    cfg = ckpt.load_run_config(run_dir)
+    changes = changes or {}
+    bad = sorted(set(changes) - config_mod.RESUMABLE_KEYS)
+    if bad:
+        raise GankitError(f"cannot change {', '.join(bad)} when resuming (only "
+                          f"{', '.join(sorted(config_mod.RESUMABLE_KEYS))}): start a new run instead")
+    return train(config_mod.override(cfg, changes), run_dir, resume=True, progress=progress)
+
+
+@torch.no_grad()
+def sample_grid(generator: torch.nn.Module, noise: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
+    """Generate from `noise` in eval mode and tile into one uint8 grid (C x H x W)."""
+    from torchvision.utils import make_grid
+
+    was_training = generator.training
+    generator.eval()
+    images = generator(noise)
+    generator.train(was_training)
+    nrow = nrow or max(1, int(len(noise) ** 0.5))
+    return make_grid(data_mod.to_uint8(images).cpu(), nrow=nrow, padding=2)
+
+
+def save_png(grid: torch.Tensor, path: str | Path) -> None:
+    from torchvision.io import write_png
+
+    write_png(grid, str(path))
+
+
+class MetricsLog:
+    """Per-step scalars to TensorBoard and metrics.jsonl, synced from the device every `every` steps."""
+
+    def __init__(self, run_dir: Path, every: int, purge_after: int = 0):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = run_dir / ckpt.METRICS
+        if purge_after and self.path.exists():
+            # a resumed run drops what was logged after its checkpoint, so every step appears once
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= purge_after]
+            ckpt.atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))
+        self.file = self.path.open("a")
+        self.writer = SummaryWriter(str(run_dir / ckpt.TENSORBOARD), purge_step=purge_after + 1 if purge_after else None)
+        self.every, self.pending, self.last = every, [], {}
+
+    def step(self, epoch: int, step: int, values: torch.Tensor) -> None:
+        self.pending.append((epoch, step, values))
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        rows = torch.stack([v for _, _, v in self.pending]).tolist()  # one device sync per flush
+        for (epoch, step, _), row in zip(self.pending, rows):
+            values = dict(zip(SCALARS, row))
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
+            self.file.write(json.dumps({"kind": "train", "epoch": epoch, "step": step,
+                                        **{k: round(v, 6) for k, v in values.items()}}) + "\n")
+            self.last = values
+        self.pending.clear()
+        self.file.flush()
+
+    def latest_postfix(self) -> dict[str, str]:
+        return {k: f"{v:.3f}" for k, v in self.last.items()}
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.file.close()
+        self.writer.close()

@@ -1,0 +1,85 @@
+"""Shared fixtures: small data written by the tests themselves, and small trained runs."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gankit import config
+from gankit.train import train
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    # Nothing reaches the network at test time: a missing torchvision dataset must fail fast and clearly.
+    monkeypatch.setenv("GANKIT_OFFLINE", "1")
+
+
+def write_idx(raw: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write MNIST-format IDX files (train and t10k) the way torchvision expects them under .../raw."""
+    raw.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    for split in ("train", "t10k"):
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, h, w) + images.tobytes())
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
+
+
+def digit_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 uint8 images: a bright square whose position encodes the label, on black."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i, y in enumerate(labels):
+        r, c = 2 + 2 * (y // 5) * 4, 2 + (y % 5) * 5
+        images[i, r:r + 8, c:c + 5] = 200 + rng.integers(0, 55)
+    return images, labels
+
+
+def write_cifar(root: Path, n_per_batch: int = 4) -> None:
+    """CIFAR-10 python batches (pickles of numpy arrays, as the real archive has) under cifar-10-batches-py."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                 "labels": list(rng.integers(0, 10, n_per_batch))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+
+
+def tiny_config(**overrides) -> config.Config:
+    base = dict(subset=256, batch_size=32, epochs=1, device="cpu", sample_count=16, log_every=4)
+    preset = overrides.pop("preset", "simple-gan")
+    return config.resolve(preset, **{**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory) -> Path:
+    """A finished 1-epoch simple-gan run on 256 digits (trained once per test session)."""
+    run = tmp_path_factory.mktemp("runs") / "mlp"
+    train(tiny_config(), run, progress=False)
+    return run
+
+
+@pytest.fixture(scope="session")
+def dcgan_run(tmp_path_factory) -> Path:
+    """A finished 1-epoch dcgan run on 256 digits."""
+    run = tmp_path_factory.mktemp("runs") / "dcgan"
+    train(tiny_config(preset="dcgan"), run, progress=False)
+    return run
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under folder with its bytes: to prove that a failed command changed nothing."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def torch_seed():
+    torch.manual_seed(0)

@@ -1,0 +1,78 @@
+import pytest
+import torch
+from torch import nn
+
+from gankit import GankitError
+from gankit.models import MODELS, build
+
+
+@pytest.mark.parametrize("name,size", [("mlp", 28), ("mlp", 32), ("mlp", 64),
+                                       ("dcgan", 28), ("dcgan", 32), ("dcgan", 64)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes_and_ranges(name, size, channels):
+    torch.manual_seed(0)
+    G, D = build(name, 64, channels, size)
+    z = torch.randn(5, 64)
+    images = G(z)
+    assert images.shape == (5, channels, size, size)
+    assert images.min() >= -1 and images.max() <= 1  # Tanh output, the range of the normalized data
+    logits = D(images)
+    assert logits.shape == (5,)  # one raw logit per image, no sigmoid
+    assert not isinstance(list(D.modules())[-1], nn.Sigmoid)
+
+
+def test_mlp_is_the_tutorial_network():
+    G, D = build("mlp", 64, 1, 28)
+    g_layers = [m for m in G.net]
+    assert [type(m) for m in g_layers] == [nn.Linear, nn.LeakyReLU, nn.Linear, nn.Tanh]
+    assert (g_layers[0].in_features, g_layers[0].out_features, g_layers[2].out_features) == (64, 256, 784)
+    assert g_layers[1].negative_slope == 0.1
+    linears = [m for m in D.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 128), (128, 1)]
+    assert [m.negative_slope for m in D.modules() if isinstance(m, nn.LeakyReLU)] == [0.1]
+
+
+def test_dcgan28_is_the_tutorial_network():
+    G, D = build("dcgan", 64, 1, 28)
+    convs = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0])
+             for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert convs == [(1, 16, 3, 2), (16, 32, 5, 2), (32, 64, 5, 2)]
+    assert [m.negative_slope for m in D.modules() if isinstance(m, nn.LeakyReLU)] == [0.2] * 3
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in D.modules()) == 3
+    assert [(m.in_features, m.out_features) for m in D.modules() if isinstance(m, nn.Linear)] == [(64, 1)]
+    deconvs = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0])
+               for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert deconvs == [(64, 256, 3, 2), (256, 128, 4, 1), (128, 64, 3, 2), (64, 1, 4, 2)]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == 3
+    assert isinstance(list(G.modules())[-1], nn.Tanh)
+
+
+def test_dcgan_weights_are_normal_0_002():
+    torch.manual_seed(0)
+    G, _ = build("dcgan", 64, 3, 64)
+    w = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert abs(w.mean().item()) < 1e-3
+    assert w.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_fast_deconv_paths_match_reference():
+    # The generator computes some transposed convolutions as matmul (+ fold); they must equal the reference.
+    torch.manual_seed(0)
+    G, _ = build("dcgan", 64, 3, 32)
+    z = torch.randn(4, 64, 1, 1)
+    x = z
+    for m in G.net:
+        if isinstance(m, nn.ConvTranspose2d):
+            ref = nn.functional.conv_transpose2d(x, m.weight, m.bias, m.stride, m.padding)
+            torch.testing.assert_close(m(x), ref, rtol=1e-4, atol=1e-5)
+        x = m(x)
+
+
+@pytest.mark.parametrize("size", [16, 48, 128])
+def test_dcgan_rejects_sizes_it_cannot_make(size):
+    with pytest.raises(GankitError, match="dcgan model makes images of size 28, 32, 64"):
+        build("dcgan", 64, 1, size)
+
+
+def test_registry_lists_models():
+    assert set(MODELS) >= {"mlp", "dcgan"}

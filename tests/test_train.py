@@ -1,0 +1,178 @@
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torchvision.io import decode_png, read_file
+
+from gankit import GankitError
+from gankit import checkpoint as ckpt
+from gankit.train import resume, train
+
+from .conftest import snapshot, tiny_config
+
+
+def _train_rows(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["kind"] == "train"]
+
+
+@pytest.mark.parametrize("fixture", ["mlp_run", "dcgan_run"])
+def test_one_epoch_writes_a_complete_run(request, fixture):
+    run = request.getfixturevalue(fixture)
+    for name in ("config.toml", "checkpoint.pt", "generator.safetensors", "metrics.jsonl", "loss_curves.png",
+                 "samples/epoch_001.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    rows = _train_rows(run)
+    assert [r["step"] for r in rows] == list(range(1, 9))  # 256 images / batch 32, every step logged
+    for r in rows:
+        assert all(math.isfinite(r[k]) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
+        assert 0 <= r["D(x)"] <= 1 and 0 <= r["D(G(z))"] <= 1
+    grid = decode_png(read_file(str(run / "samples" / "epoch_001.png")))
+    assert grid.shape == (1, 4 * 30 + 2, 4 * 30 + 2)  # 16 samples of 28x28, 2 px padding
+    state = ckpt.load_checkpoint(run)
+    assert state["epoch"] == 1 and state["step"] == 8
+    weights = load_file(str(run / "generator.safetensors"))
+    assert all(torch.equal(weights[k], v) for k, v in state["generator"].items())
+    cfg = ckpt.load_run_config(run)
+    assert cfg.channels == 1 and cfg.subset == 256
+
+
+def test_tensorboard_events_hold_scalars_and_images(dcgan_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(dcgan_run / "tb"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"loss_D", "loss_G", "D(x)", "D(G(z))"} <= set(tags["scalars"])
+    assert "samples" in tags["images"]
+    assert [e.step for e in acc.Scalars("loss_G")] == list(range(1, 9))
+    assert acc.Images("samples")[0].width == 4 * 30 + 2
+
+
+def test_resume_gives_identical_losses(tmp_path):
+    cfg = tiny_config(preset="dcgan", epochs=2, subset=128)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+    train(tiny_config(preset="dcgan", epochs=1, subset=128), tmp_path / "split", progress=False)
+    resumed = resume(tmp_path / "split", {"epochs": 2}, progress=False)
+    a, b = _train_rows(tmp_path / "straight"), _train_rows(tmp_path / "split")
+    assert len(a) == len(b) == 8
+    assert a == b  # every logged value of every step, bit for bit
+    assert straight.steps == resumed.steps == 8
+    sa, sb = ckpt.load_checkpoint(tmp_path / "straight"), ckpt.load_checkpoint(tmp_path / "split")
+    assert all(torch.equal(sa["generator"][k], sb["generator"][k]) for k in sa["generator"])
+    assert len(list((tmp_path / "split" / "samples").glob("*.png"))) == 2
+
+
+def test_resume_drops_log_lines_past_the_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(), run, progress=False)
+    with (run / "metrics.jsonl").open("a") as fh:  # a crash after the checkpoint logged steps 9 and 10
+        for step in (9, 10):
+            fh.write(json.dumps({"kind": "train", "epoch": 2, "step": step, "loss_D": 9.0}) + "\n")
+    resume(run, {"epochs": 2}, progress=False)
+    steps = [r["step"] for r in _train_rows(run)]
+    assert steps == list(range(1, 17))
+    assert all(r["loss_D"] != 9.0 for r in _train_rows(run))
+
+
+def test_crash_during_checkpoint_save_keeps_the_old_one(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(), run, progress=False)
+    before = (run / "checkpoint.pt").read_bytes()
+    real_save = torch.save
+
+    def torn_save(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        with open(path, "r+b") as fh:  # half-written file, then the process "dies"
+            fh.truncate(1000)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(KeyboardInterrupt):
+        resume(run, {"epochs": 2}, progress=False)
+    monkeypatch.undo()
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert ckpt.load_checkpoint(run)["epoch"] == 1
+    assert not list(run.glob(".checkpoint.pt.*"))  # no temporary file left behind
+    resume(run, {"epochs": 2}, progress=False)  # and the run still resumes
+    assert ckpt.load_checkpoint(run)["epoch"] == 2
+
+
+def test_refuses_to_overwrite_an_existing_run(mlp_run):
+    before = snapshot(mlp_run)
+    with pytest.raises(GankitError, match="already exists: continue it with --resume"):
+        train(tiny_config(), mlp_run, progress=False)
+    assert snapshot(mlp_run) == before
+
+
+def test_resume_errors_leave_the_run_untouched(tmp_path, mlp_run):
+    before = snapshot(mlp_run)
+    with pytest.raises(GankitError, match="already trained 1 of 1 epochs"):
+        resume(mlp_run, progress=False)
+    with pytest.raises(GankitError, match="cannot change lr when resuming"):
+        resume(mlp_run, {"lr": "0.1"}, progress=False)
+    assert snapshot(mlp_run) == before
+    with pytest.raises(GankitError, match="run directory not found"):
+        resume(tmp_path / "nowhere", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GankitError, match="has no config.toml"):
+        resume(tmp_path / "empty", progress=False)
+
+
+def test_corrupt_or_missing_checkpoint(tmp_path, mlp_run):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(mlp_run, run)
+    (run / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    before = snapshot(run)
+    with pytest.raises(GankitError, match="is corrupt or unreadable"):
+        resume(run, {"epochs": 2}, progress=False)
+    assert snapshot(run) == before
+    (run / "checkpoint.pt").unlink()
+    with pytest.raises(GankitError, match="no checkpoint in"):
+        resume(run, {"epochs": 2}, progress=False)
+
+
+def test_checkpoint_never_unpickles_code(tmp_path):
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    (tmp_path / "config.toml").write_text("")
+    torch.save({"x": Evil()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(GankitError, match="corrupt or unreadable"):
+        ckpt.load_checkpoint(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_bad_data_creates_no_run_directory(tmp_path):
+    with pytest.raises(GankitError, match="image folder not found"):
+        train(tiny_config(data=f"folder:{tmp_path / 'none'}"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cuda_requested_without_cuda(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(GankitError, match="CUDA is not available"):
+        train(tiny_config(device="cuda"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_label_smoothing_and_folder_rgb_training(tmp_path):
+    from PIL import Image
+
+    for i in range(40):
+        Image.new("RGB", (36, 36), (6 * i, 100, 200 - 4 * i)).save(tmp_path / f"{i}.png")
+    cfg = tiny_config(preset="dcgan", data=f"folder:{tmp_path}", image_size=32, subset=0, batch_size=8,
+                      hflip=True, label_smoothing=0.1)
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result.steps == 5
+    assert ckpt.load_run_config(tmp_path / "run").channels == 3
+    grid = decode_png(read_file(str(tmp_path / "run" / "samples" / "epoch_001.png")))
+    assert grid.shape[0] == 3
