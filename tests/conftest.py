@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from gankit import config
 from gankit.train import train
@@ -78,8 +77,3 @@ def dcgan_run(tmp_path_factory) -> Path:
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under folder with its bytes: to prove that a failed command changed nothing."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def torch_seed():
-    torch.manual_seed(0)

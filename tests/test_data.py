@@ -45,6 +45,7 @@ def test_cifar10_reads_python_batches(tmp_path, monkeypatch):
     write_cifar(tmp_path, n_per_batch=4)
     # the test files cannot match the real archive's md5 sums; the reading path is what is tested here
     monkeypatch.setattr(tvd.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(tvd.cifar, "check_integrity", lambda *args, **kwargs: True)
     ds = load("cifar10", tmp_path, image_size=32)
     assert ds.images.shape == (20, 3, 32, 32)
     assert ds.classes[0] == "airplane" and ds.labels.shape == (20,)
@@ -174,3 +175,14 @@ def test_describe_lists_classes():
 def test_default_data_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("GANKIT_DATA_DIR", str(tmp_path))
     assert data_mod.default_data_dir() == tmp_path
+
+
+def test_damaged_cifar10_files_are_one_clear_error(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    write_cifar(tmp_path, n_per_batch=4)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x04truncated")
+    monkeypatch.setattr(tvd.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(tvd.cifar, "check_integrity", lambda *args, **kwargs: True)
+    with pytest.raises(GankitError, match="damaged"):
+        load("cifar10", tmp_path)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
-from torchvision.io import decode_png, read_file
+from gankit.images import read_png
 
 from gankit import GankitError
 from gankit import checkpoint as ckpt
@@ -30,7 +30,7 @@ def test_one_epoch_writes_a_complete_run(request, fixture):
     for r in rows:
         assert all(math.isfinite(r[k]) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
         assert 0 <= r["D(x)"] <= 1 and 0 <= r["D(G(z))"] <= 1
-    grid = decode_png(read_file(str(run / "samples" / "epoch_001.png")))
+    grid = read_png(run / "samples" / "epoch_001.png")
     assert grid.shape == (1, 4 * 30 + 2, 4 * 30 + 2)  # 16 samples of 28x28, 2 px padding
     state = ckpt.load_checkpoint(run)
     assert state["epoch"] == 1 and state["step"] == 8
@@ -174,5 +174,5 @@ def test_label_smoothing_and_folder_rgb_training(tmp_path):
     result = train(cfg, tmp_path / "run", progress=False)
     assert result.steps == 5
     assert ckpt.load_run_config(tmp_path / "run").channels == 3
-    grid = decode_png(read_file(str(tmp_path / "run" / "samples" / "epoch_001.png")))
+    grid = read_png(tmp_path / "run" / "samples" / "epoch_001.png")
     assert grid.shape[0] == 3

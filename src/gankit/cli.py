@@ -65,8 +65,6 @@ def cmd_train(args: argparse.Namespace) -> None:
                              data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
                              image_size=args.image_size, device=args.device)
         out = Path(args.out) if args.out else train.default_run_dir(cfg)
-        print(f"gankit: training {cfg.preset} ({cfg.model}) on {cfg.data} for {cfg.epochs} epochs -> {out}",
-              file=sys.stderr)
         result = train.train(cfg, out, progress=not args.no_progress)
     print(result.summary())
 
@@ -79,10 +77,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from torchvision.utils import make_grid
-
     from . import data
-    from .train import save_png
+    from .images import grid, save_png
 
     if args.n < 1:
         raise GankitError(f"-n must be >= 1, got {args.n}")
@@ -91,7 +87,7 @@ def cmd_data(args: argparse.Namespace) -> None:
     name = args.source.split(":", 1)[0] if args.source.startswith("folder:") else args.source
     out = Path(args.out or f"data_{name}.png")
     pick = ds.images[:: max(1, len(ds) // args.n)][: args.n]  # spread over the set (sources may be sorted)
-    save_png(make_grid(pick, nrow=max(1, int(len(pick) ** 0.5)), padding=2), out)
+    save_png(grid(pick), out)
     print(f"grid of {len(pick)} real images: {out}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -119,6 +120,9 @@ def _load_torchvision(source: str, data_dir: Path) -> ImageData:
         ds = cls(str(data_dir), train=True, download=False)
     except RuntimeError:
         ds = _try_download(cls, data_dir)
+    except (EOFError, ValueError, KeyError, pickle.UnpicklingError) as exc:
+        raise GankitError(f"{source} files in {data_dir / folder} are damaged ({type(exc).__name__}): "
+                          "delete them and put fresh copies there") from None
     if ds is None:
         raise GankitError(f"{source} is not on disk and could not be downloaded: put {', '.join(files)} "
                           f"in {data_dir / folder} (or pass --data-dir DIR holding {folder}/)")

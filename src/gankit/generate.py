@@ -10,7 +10,7 @@ import torch
 from . import data as data_mod
 from .checkpoint import load_generator
 from .errors import GankitError
-from .train import save_png
+from .images import grid, save_png
 
 
 @torch.no_grad()
@@ -41,7 +41,5 @@ def generate(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, device
         if kind == ".npy":
             np.save(out, images.numpy().astype(np.float32))
         else:
-            from torchvision.utils import make_grid
-
-            save_png(make_grid(data_mod.to_uint8(images), nrow=max(1, int(n ** 0.5)), padding=2), out)
+            save_png(grid(data_mod.to_uint8(images)), out)
     return out

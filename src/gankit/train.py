@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import config as config_mod
 from . import data as data_mod
+from . import images as images_mod
 from .config import Config
 from .errors import GankitError
 from .losses import LOSSES
@@ -101,6 +103,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     (run_dir / ckpt.SAMPLES).mkdir(parents=True, exist_ok=True)
     config_mod.save(cfg, run_dir / ckpt.CONFIG)
     log = MetricsLog(run_dir, cfg.log_every, purge_after=step)
+    if progress:
+        what = f"resuming at epoch {epoch + 1} of {cfg.epochs}" if resume else f"training for {cfg.epochs} epochs"
+        print(f"gankit: {cfg.preset} ({cfg.model}) on {cfg.data}: {len(data)} images "
+              f"{tuple(data.images.shape[1:])}, {device.type}, {what} -> {run_dir}", file=sys.stderr)
 
     G.train()
     D.train()
@@ -149,7 +155,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
 
             # end of epoch: fixed-noise grid, generator export, then the checkpoint (last, atomically)
             grid = sample_grid(G, fixed_noise)
-            save_png(grid, run_dir / ckpt.SAMPLES / f"epoch_{epoch + 1:03d}.png")
+            images_mod.save_png(grid, run_dir / ckpt.SAMPLES / f"epoch_{epoch + 1:03d}.png")
             log.writer.add_image("samples", grid, step)
             log.record({"kind": "epoch", "epoch": epoch + 1, "step": step, "seconds": round(seconds, 3),
                         "images_per_s": round(speed, 1)})
@@ -183,20 +189,11 @@ def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress:
 @torch.no_grad()
 def sample_grid(generator: torch.nn.Module, noise: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     """Generate from `noise` in eval mode and tile into one uint8 grid (C x H x W)."""
-    from torchvision.utils import make_grid
-
     was_training = generator.training
     generator.eval()
     images = generator(noise)
     generator.train(was_training)
-    nrow = nrow or max(1, int(len(noise) ** 0.5))
-    return make_grid(data_mod.to_uint8(images).cpu(), nrow=nrow, padding=2)
-
-
-def save_png(grid: torch.Tensor, path: str | Path) -> None:
-    from torchvision.io import write_png
-
-    write_png(grid, str(path))
+    return images_mod.grid(data_mod.to_uint8(images), nrow)
 
 
 class MetricsLog:

@@ -1,0 +1,36 @@
+"""Image grids and PNG files: torchvision tiles the grid, Pillow writes it (torchvision.io's PNG codec is
+deprecated since torchvision 0.29). Grayscale stays one channel on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
+    """Tile N x C x H x W uint8 images into one C x H' x W' uint8 grid, about square by default."""
+    from torchvision.utils import make_grid
+
+    nrow = nrow or max(1, int(len(images) ** 0.5))
+    tiled = make_grid(images.cpu(), nrow=nrow, padding=padding)
+    return tiled[:1] if images.shape[1] == 1 else tiled  # make_grid always returns 3 channels
+
+
+def save_png(image: torch.Tensor, path: str | Path) -> None:
+    """Write one C x H x W uint8 tensor (C = 1 or 3) as a PNG."""
+    from PIL import Image
+
+    array = image.detach().cpu().permute(1, 2, 0).numpy()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path, format="PNG")
+
+
+def read_png(path: str | Path) -> torch.Tensor:
+    """A PNG as a C x H x W uint8 tensor (C = 1 for grayscale files)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        array = np.asarray(im.convert("L" if im.mode in ("L", "I", "I;16", "1") else "RGB"))
+    t = torch.from_numpy(array.copy())
+    return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
