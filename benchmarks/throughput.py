@@ -68,6 +68,9 @@ def tutorial_loop(preset: str, root: Path, steps: int, warmup: int = 3) -> float
     loader = DataLoader(ds, batch_size=p["batch_size"], shuffle=True)
     torch.manual_seed(0)
     G, D = build(p["model"], p["z_dim"], 1, 28)
+    for m in G.modules():  # the tutorial's plain torch layers, without gankit's faster deconvolution paths
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            m.__class__ = torch.nn.ConvTranspose2d
     opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
     opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
     bce = torch.nn.BCEWithLogitsLoss()
