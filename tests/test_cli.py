@@ -85,8 +85,7 @@ def test_bad_input_exits_2_with_one_line(capsys, mlp_run, tmp_path, monkeypatch,
     assert code == 2
     assert message in err
     assert "Traceback" not in err
-    if not argv[1].startswith("--preset"):
-        assert len(err.strip().splitlines()) == 1
+    assert len(err.strip().splitlines()) == 1
     assert snapshot(mlp_run) == before
     assert not (tmp_path / "runs").exists()
 

@@ -6,17 +6,26 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import __version__
 from .errors import GankitError
 
 EPILOG = "With no arguments, `gankit train` trains the dcgan preset on the 5,000 embedded MNIST digits."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (like every other gankit error), still exit code 2."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
     from .config import PRESETS
     from .data import SOURCES
 
-    p = argparse.ArgumentParser(prog="gankit", description="Train and use GANs on images.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _Parser(prog="gankit", description="Train and use GANs on images.")
+    p.add_argument("--version", action="version", version=f"gankit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a GAN (or resume one)", epilog=EPILOG)
     t.add_argument("--preset", choices=list(PRESETS), help="tutorial hyperparameters to start from (default dcgan)")
