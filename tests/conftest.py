@@ -13,6 +13,20 @@ from gankit import config
 from gankit.train import train
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    # Evaluators and real-feature caches go to a per-session folder, never to the user's ~/.cache.
+    import os
+
+    old = os.environ.get("GANKIT_CACHE_DIR")
+    os.environ["GANKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("GANKIT_CACHE_DIR", None)
+    else:
+        os.environ["GANKIT_CACHE_DIR"] = old
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     # Nothing reaches the network at test time: a missing torchvision dataset must fail fast and clearly.

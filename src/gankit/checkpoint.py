@@ -29,6 +29,7 @@ from .models import build_generator
 CONFIG = "config.toml"
 CHECKPOINT = "checkpoint.pt"
 GENERATOR = "generator.safetensors"
+BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples"
 TENSORBOARD = "tb"
@@ -73,10 +74,10 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
 
 
 def export_generator(generator: torch.nn.Module, cfg: config_mod.Config, run_dir: str | Path,
-                     name: str = GENERATOR) -> None:
-    """Write the generator's weights as safetensors with the model config in the file's metadata."""
+                     name: str = GENERATOR, epoch: int = 0, step: int = 0) -> None:
+    """Write the generator's weights as safetensors with the model config (and epoch/step) in the metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    meta = {"gankit": json.dumps(model_spec(cfg))}
+    meta = {"gankit": json.dumps({**model_spec(cfg), "epoch": epoch, "step": step})}
     atomic_write(Path(run_dir) / name, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
@@ -112,3 +113,15 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
         raise GankitError(f"{path} does not match the model in {CONFIG} ({cfg.model}, z_dim {cfg.z_dim}, "
                           f"{cfg.channels}x{cfg.image_size}x{cfg.image_size})") from None
     return generator.eval(), cfg
+
+
+def export_info(run_dir: str | Path, name: str = GENERATOR) -> dict[str, Any]:
+    """The metadata of an exported generator: model spec, and the epoch and step it was saved at."""
+    from safetensors import safe_open
+
+    path = Path(run_dir) / name
+    try:
+        with safe_open(str(path), "pt") as fh:
+            return json.loads((fh.metadata() or {}).get("gankit", "{}"))
+    except (SafetensorError, OSError, ValueError):
+        return {}

@@ -48,6 +48,28 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
 
+    e = sub.add_parser("evaluate", help="measure a run: FD, KID, precision/recall, coverage vs real data")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("-n", type=int, default=5000, help="generated images (default 5000)")
+    e.add_argument("--best", action="store_true", help="evaluate best.safetensors instead of the last generator")
+    e.add_argument("--evaluator", metavar="PATH", help="a classifier .safetensors (default: cached for the data)")
+    e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+
+    c = sub.add_parser("classifier", help="train or use the image classifier that gankit measures GANs with")
+    csub = c.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    ct = csub.add_parser("train", help="train on a labeled source (80/20 train/validation split)")
+    ct.add_argument("--data", default="mnist5k", metavar="SOURCE")
+    ct.add_argument("--data-dir", metavar="DIR")
+    ct.add_argument("--image-size", type=int, default=28)
+    ct.add_argument("--channels", type=int, default=0, help="1 or 3 (default: as the source)")
+    ct.add_argument("--epochs", type=int, default=8)
+    ct.add_argument("--out", metavar="PATH", default="classifier.safetensors")
+    cp = csub.add_parser("predict", help="classify image files")
+    cp.add_argument("images", nargs="+", metavar="IMAGE")
+    cp.add_argument("--evaluator", metavar="PATH", default="classifier.safetensors")
+
     d = sub.add_parser("data", help="describe a data source and save a grid of real images")
     d.add_argument("source", metavar="SOURCE", help=f"one of {', '.join(SOURCES)}")
     d.add_argument("--data-dir", metavar="DIR")
@@ -85,6 +107,35 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {args.n} images to {out}")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from .evaluate import evaluate
+
+    result = evaluate(args.run_dir, args.n, args.evaluator, best=args.best, seed=args.seed, device=args.device,
+                      progress=not args.json)
+    print(json.dumps(result.to_dict()) if args.json else result.table())
+
+
+def cmd_classifier(args: argparse.Namespace) -> None:
+    from . import classifier as clf
+    from . import data
+
+    if args.action == "train":
+        if args.channels not in (0, 1, 3):
+            raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
+        ds = data.load(args.data, args.data_dir, args.image_size, args.channels)
+        model = clf.train_classifier(ds, epochs=args.epochs)
+        path = clf.save_classifier(model, args.out)
+        print(f"validation accuracy {model.spec.val_accuracy:.2%} after {args.epochs} epochs "
+              f"({model.spec.seconds:.0f} s): {path}")
+    else:
+        from .evaluate import classify
+
+        for path, label, prob in classify(args.images, args.evaluator):
+            print(f"{path}\t{label}\t{prob:.3f}")
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from . import data
     from .images import grid, save_png
@@ -103,7 +154,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": cmd_train, "generate": cmd_generate, "data": cmd_data}[args.command](args)
+        {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "classifier": cmd_classifier,
+         "data": cmd_data}[args.command](args)
     except GankitError as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 2

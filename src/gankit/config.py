@@ -48,6 +48,11 @@ class Config:
     # logging
     sample_count: int = 64  # images in the fixed-noise grid written every epoch
     log_every: int = 10  # steps between host syncs of the logged scalars (every step is still logged)
+    # quality (in the evaluator's feature space; see gankit.metrics)
+    eval_every: int = 1  # epochs between evaluations (0 = off)
+    eval_samples: int = 2000  # generated images per evaluation
+    early_stop: int = 0  # stop when FD has not improved for this many evaluations (0 = never)
+    evaluator: str = ""  # a classifier .safetensors; "" = the cached one for the data (trained on first need)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,7 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 FIELDS = {f.name: f for f in fields(Config)}
 # Keys that a resumed run may change; everything else would make the checkpoint meaningless.
-RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "log_every"}
+RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "log_every", "eval_every", "early_stop"}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -149,6 +154,9 @@ def validate(cfg: Config) -> None:
     need(0 <= cfg.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {cfg.label_smoothing}")
     need(1 <= cfg.sample_count <= 1024, f"sample_count must be in [1, 1024], got {cfg.sample_count}")
     need(cfg.log_every >= 1, f"log_every must be >= 1, got {cfg.log_every}")
+    need(cfg.eval_every >= 0, f"eval_every must be >= 0 (0 = off), got {cfg.eval_every}")
+    need(cfg.eval_samples >= 10, f"eval_samples must be >= 10, got {cfg.eval_samples}")
+    need(cfg.early_stop >= 0, f"early_stop must be >= 0 (0 = off), got {cfg.early_stop}")
     need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
          f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")
     MODELS[cfg.model].check_size(cfg.image_size)

@@ -146,7 +146,7 @@ def _try_download(cls, data_dir: Path):
         socket.setdefaulttimeout(previous)
 
 
-def _read_image(path: Path, image_size: int):
+def read_image(path: Path, image_size: int):
     """Decode, resize the short side to image_size and center-crop; None if the file is unreadable."""
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
@@ -177,7 +177,7 @@ def _load_folder(root: Path, image_size: int, channels: int) -> ImageData:
         raise GankitError(f"no images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, "
                           "flat or one subfolder per class)")
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        decoded = list(pool.map(lambda p: _read_image(p, image_size), paths))
+        decoded = list(pool.map(lambda p: read_image(p, image_size), paths))
     kept = [(p, t) for p, t in zip(paths, decoded) if t is not None]
     skipped = len(paths) - len(kept)
     if not kept:

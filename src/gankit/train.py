@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from .config import Config
 from .errors import GankitError
 from .losses import LOSSES
 from .models import build
+from .monitor import REMEDIES, Health, Quality
 
 SCALARS = ("loss_D", "loss_G", "D(x)", "D(G(z))")
 
@@ -34,11 +35,21 @@ class RunResult:
     seconds: float
     images_per_s: float
     last: dict[str, float]
+    stopped: str | None = None  # why training ended before the last epoch
+    best_fd: float | None = None
+    best_epoch: int = 0
+    health: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         last = ", ".join(f"{k} {v:.3f}" for k, v in self.last.items())
-        return (f"trained {self.epochs} epochs ({self.steps} steps) in {self.seconds:.1f} s, "
-                f"{self.images_per_s:.0f} images/s; last: {last}; run: {self.run_dir}")
+        lines = [f"trained {self.epochs} epochs ({self.steps} steps) in {self.seconds:.1f} s, "
+                 f"{self.images_per_s:.0f} images/s; last: {last}; run: {self.run_dir}"]
+        if self.stopped:
+            lines.append(self.stopped)
+        if self.best_fd is not None:
+            lines.append(f"best FD {self.best_fd:.3f} at epoch {self.best_epoch}: {self.run_dir / ckpt.BEST}")
+        lines += [f"health: {h}" for h in self.health] or ["health: no problems found"]
+        return "\n".join(lines)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,11 +109,28 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
                 else contextlib.nullcontext())
     batches = data_mod.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, rng, fmt)
+    quality = None
+    if cfg.eval_every and (data.labels is not None or cfg.evaluator):
+        quality = Quality(data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, progress)
+        quality.load_state(state.get("quality") if state else None)
+    elif cfg.eval_every and progress:
+        print(f"gankit: {cfg.data} has no labels to train an evaluator on: quality metrics are off "
+              "(set evaluator=PATH to use one)", file=sys.stderr)
 
     # The run directory: created only now that data and models are known to be good.
     (run_dir / ckpt.SAMPLES).mkdir(parents=True, exist_ok=True)
     config_mod.save(cfg, run_dir / ckpt.CONFIG)
     log = MetricsLog(run_dir, cfg.log_every, purge_after=step)
+
+    def report(finding):
+        line = f"gankit: warning: {finding.line()}"
+        if progress:
+            tqdm.write(line, file=sys.stderr)
+        log.writer.add_text("health", line, finding.step)
+        log.record({"kind": "health", **asdict(finding), "remedy": REMEDIES[finding.kind]})
+
+    health = Health(report)
+    log.watch = health.on_step
     if progress:
         what = f"resuming at epoch {epoch + 1} of {cfg.epochs}" if resume else f"training for {cfg.epochs} epochs"
         print(f"gankit: {cfg.preset} ({cfg.model}) on {cfg.data}: {len(data)} images "
@@ -110,7 +138,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
 
     G.train()
     D.train()
-    B, start, trained_images = cfg.batch_size, time.perf_counter(), 0
+    B, start, trained_images, stopped = cfg.batch_size, time.perf_counter(), 0, None
     try:
         for epoch in range(epoch, cfg.epochs):
             bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
@@ -159,20 +187,37 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             log.writer.add_image("samples", grid, step)
             log.record({"kind": "epoch", "epoch": epoch + 1, "step": step, "seconds": round(seconds, 3),
                         "images_per_s": round(speed, 1)})
-            ckpt.export_generator(G, cfg, run_dir)
+            ckpt.export_generator(G, cfg, run_dir, epoch=epoch + 1, step=step)
+            stopped = None
+            if quality and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                best_covered = quality.state.best_covered
+                values = quality.measure(G, cfg.z_dim, cfg.seed, device)
+                improved, stopped = quality.update(values, epoch + 1)
+                log.evaluation(epoch + 1, step, values, quality.floor, quality.n)
+                health.on_eval(epoch + 1, step, values, quality.reference.num_classes, best_covered)
+                if improved:
+                    ckpt.export_generator(G, cfg, run_dir, name=ckpt.BEST, epoch=epoch + 1, step=step)
             ckpt.save_checkpoint({
                 "generator": G.state_dict(), "discriminator": D.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                 "epoch": epoch + 1, "step": step, "rng": rng.get_state(),
                 "fixed_noise": fixed_noise.cpu(), "config": cfg.to_dict(),
+                "quality": quality.state_dict() if quality else {},
             }, run_dir)
+            if stopped:
+                if progress:
+                    tqdm.write(f"gankit: {stopped}", file=sys.stderr)
+                break
     finally:
         log.close()
 
     from .plots import plot_loss_curves
     plot_loss_curves(run_dir / ckpt.METRICS, run_dir / "loss_curves.png")
     seconds = time.perf_counter() - start
-    return RunResult(run_dir, cfg.epochs, step, seconds, trained_images / max(seconds, 1e-9), log.last)
+    best = quality.state if quality else None
+    return RunResult(run_dir, epoch + 1, step, seconds, trained_images / max(seconds, 1e-9), log.last, stopped,
+                     best.best_fd if best else None, best.best_epoch if best else 0,
+                     [f.line() for f in health.findings])
 
 
 def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress: bool = True) -> RunResult:
@@ -211,6 +256,7 @@ class MetricsLog:
         self.file = self.path.open("a")
         self.writer = SummaryWriter(str(run_dir / ckpt.TENSORBOARD), purge_step=purge_after + 1 if purge_after else None)
         self.every, self.pending, self.last = every, [], {}
+        self.watch = None  # called with (epoch, step, values) for every row; may raise to stop training
 
     def step(self, epoch: int, step: int, values: torch.Tensor) -> None:
         self.pending.append((epoch, step, values))
@@ -228,8 +274,25 @@ class MetricsLog:
             self.file.write(json.dumps({"kind": "train", "epoch": epoch, "step": step,
                                         **{k: round(v, 6) for k, v in values.items()}}) + "\n")
             self.last = values
+            if self.watch is not None:
+                try:
+                    self.watch(epoch, step, values)
+                except BaseException:
+                    self.pending.clear()
+                    self.file.flush()
+                    raise
         self.pending.clear()
         self.file.flush()
+
+    def evaluation(self, epoch: int, step: int, values: dict, floor: dict | None, n: int) -> None:
+        """One evaluation: TensorBoard scalars under eval/ (and floor/), a metrics.jsonl record."""
+        for key, value in values.items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"eval/{key}", value, step)
+                if floor and key in floor:
+                    self.writer.add_scalar(f"floor/{key}", floor[key], step)
+        self.record({"kind": "eval", "source": "train", "epoch": epoch, "step": step, "n": n, **values,
+                     "floor": floor})
 
     def latest_postfix(self) -> dict[str, str]:
         return {k: f"{v:.3f}" for k, v in self.last.items()}

@@ -1,0 +1,78 @@
+"""`gankit evaluate`: measure a run's generator against its data, beside the real-vs-real floor."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from . import data as data_mod
+from . import metrics
+from .errors import GankitError
+
+
+@dataclass
+class Evaluation:
+    run_dir: Path
+    which: str  # "generator" or "best"
+    epoch: int
+    step: int
+    n: int
+    values: dict
+    floor: dict
+
+    def to_dict(self) -> dict:
+        return {"kind": "eval", "source": "evaluate", "generator": self.which, "epoch": self.epoch,
+                "step": self.step, "n": self.n, **self.values, "floor": self.floor}
+
+    def table(self) -> str:
+        head = f"{self.run_dir} ({self.which}, epoch {self.epoch}, step {self.step}, {self.n} samples)"
+        return head + "\n" + metrics.table(self.values, self.floor)
+
+
+def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, best: bool = False,
+             seed: int = 0, device: str = "cpu", progress: bool = True, record: bool = True) -> Evaluation:
+    """Measure RUN_DIR's generator (or best.safetensors) on n samples; append the result to metrics.jsonl."""
+    from . import evaluator as ev
+    from .generate import sample
+
+    if n < 10:
+        raise GankitError(f"-n must be >= 10 for the metrics to mean anything, got {n}")
+    name = ckpt.BEST if best else ckpt.GENERATOR
+    generator, cfg = ckpt.load_generator(run_dir, device, name=name)
+    info = ckpt.export_info(run_dir, name)
+    data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
+    model = ev.evaluator_for(data, evaluator or cfg.evaluator or None, progress=progress)
+    ref = ev.reference_for(data, model)
+    n_ref = min(n, len(ref.features_b))
+    try:
+        values = metrics.measure(lambda k: sample(generator, k, cfg.z_dim, seed, device=device), model, ref, n)
+    except ValueError as exc:
+        raise GankitError(f"cannot evaluate {run_dir}: {exc}") from None
+    result = Evaluation(Path(run_dir), "best" if best else "generator", int(info.get("epoch", 0)),
+                        int(info.get("step", 0)), n, values, metrics.floor(ref, n_ref))
+    if record:
+        with open(Path(run_dir) / ckpt.METRICS, "a") as fh:
+            fh.write(json.dumps(result.to_dict()) + "\n")
+    return result
+
+
+def classify(paths: list[str | Path], evaluator: str | Path) -> list[tuple[str, str, float]]:
+    """(path, predicted class, probability) for each image file, with a trained gankit classifier."""
+    from . import classifier as clf
+    from .data import read_image
+
+    model = clf.load_classifier(evaluator)
+    out = []
+    for path in paths:
+        image = read_image(Path(path), model.spec.image_size)
+        if image is None:
+            raise GankitError(f"cannot read image {path}")
+        image = data_mod.fit(image.unsqueeze(0), model.spec.image_size, model.spec.channels)
+        _, logits = model.embed(image)
+        prob = torch.softmax(logits, 1)[0]
+        out.append((str(path), model.spec.classes[int(prob.argmax())], float(prob.max())))
+    return out

@@ -1,0 +1,106 @@
+"""The evaluator for a data source, and the real data's side of every metric, both cached.
+
+- The evaluator (a gankit classifier) is trained once on first need and cached under the user cache dir
+  ($GANKIT_CACHE_DIR, default ~/.cache/gankit), keyed by source name and a hash of the loaded data;
+  an explicit path overrides it.
+- The real reference: the data split into two disjoint random halves A and B (at most 10,000 each), their
+  evaluator features and B's predicted classes. Runs are measured against A; B against A is the floor
+  (the best a generator can reach). Cached per (evaluator, data) so no call recomputes real features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import classifier as clf
+from . import data as data_mod
+from .checkpoint import atomic_write
+from .errors import GankitError
+
+HALF_CAP = 10_000
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("GANKIT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "gankit"
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[-60:]
+
+
+def evaluator_for(data: data_mod.ImageData, path: str | Path | None = None, progress: bool = True,
+                  epochs: int = 8) -> clf.Classifier:
+    """The evaluator at `path`, or the cached one for this data (trained now if there is none)."""
+    if path:
+        model = clf.load_classifier(path)
+        shape = (model.spec.channels, model.spec.image_size)
+        if shape != (data.images.shape[1], data.images.shape[2]):
+            raise GankitError(f"evaluator {path} takes {shape[0]}x{shape[1]}x{shape[1]} images, the data is "
+                              f"{data.images.shape[1]}x{data.images.shape[2]}x{data.images.shape[3]}")
+        return model
+    digest = clf.data_hash(data)
+    c, s = data.images.shape[1], data.images.shape[2]
+    cached = cache_dir() / "evaluators" / f"{_slug(data.name)}-{c}x{s}-{digest[:16]}.safetensors"
+    if cached.is_file():
+        try:
+            return clf.load_classifier(cached)
+        except GankitError:
+            cached.unlink(missing_ok=True)  # a damaged cache entry is retrained, not fatal
+    say = (lambda m: print(f"gankit: {m}", file=sys.stderr)) if progress else (lambda m: None)
+    say(f"training the evaluator for {data.name} (once; cached in {cached.parent})")
+    model = clf.train_classifier(data, epochs=epochs, progress=progress, log=say)
+    clf.save_classifier(model, cached)
+    return model
+
+
+@dataclass
+class Reference:
+    """Real features of two disjoint halves, B's predicted classes, and the real class distribution."""
+
+    features_a: torch.Tensor
+    features_b: torch.Tensor
+    preds_b: torch.Tensor
+    class_prior: torch.Tensor  # real label frequencies (empty when unlabeled)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_prior)
+
+
+def reference_for(data: data_mod.ImageData, evaluator: clf.Classifier) -> Reference:
+    """The real reference for this data in this evaluator's feature space, from cache when possible."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in evaluator.state_dict().items()}
+    ev = hashlib.sha256(b"".join(t.numpy().tobytes() for _, t in sorted(weights.items()))).hexdigest()
+    path = cache_dir() / "reference" / f"{_slug(data.name)}-{ev[:12]}-{clf.data_hash(data)[:16]}.safetensors"
+    if path.is_file():
+        try:
+            t = load_file(str(path))
+            return Reference(t["features_a"], t["features_b"], t["preds_b"], t["class_prior"])
+        except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
+            path.unlink(missing_ok=True)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1234))
+    half = min(len(data) // 2, HALF_CAP)
+    if half < 2:
+        raise GankitError(f"{data.name} holds {len(data)} images: too few to measure against")
+    a, b = order[:half], order[half:2 * half]
+    features_a, _ = evaluator.embed(data.images[a])
+    features_b, logits_b = evaluator.embed(data.images[b])
+    if data.labels is not None and data.classes:
+        prior = torch.bincount(data.labels, minlength=len(data.classes)).double()
+        prior = (prior / prior.sum()).float()
+    else:
+        prior = torch.zeros(0)
+    ref = Reference(features_a, features_b, logits_b.argmax(1), prior)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"features_a": ref.features_a, "features_b": ref.features_b, "preds_b": ref.preds_b,
+               "class_prior": ref.class_prior}
+    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
+    return ref

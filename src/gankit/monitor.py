@@ -1,0 +1,162 @@
+"""What training watches besides the losses: quality evaluations, the best generator, early stopping, health.
+
+- Quality: every `eval_every` epochs the generator (eval mode) draws `eval_samples` images that are measured
+  against the cached real reference (FD, KID, precision/recall, coverage); the real-vs-real floor at the
+  same sample size is measured once. The lowest FD so far keeps its generator in best.safetensors.
+- Early stopping: stop when FD has not improved for `early_stop` evaluations.
+- Health: a discriminator that wins too easily, mode collapse, divergence (NaN/inf). Each finding is a
+  warning line, a TensorBoard text entry and a metrics.jsonl record, and names a remedy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+
+from .errors import GankitError
+
+# A discriminator "wins too easily" when, over the last WINDOW steps, D(x) averages above D_REAL_HIGH and
+# D(G(z)) below D_FAKE_LOW while G's loss is climbing.
+WINDOW, D_REAL_HIGH, D_FAKE_LOW = 100, 0.9, 0.1
+COLLAPSE_SPREAD = 0.5  # fake feature spread below half the real one
+COLLAPSE_COVERAGE = 0.6  # fewer than 60% of the classes hold >= 5% of the fakes
+
+REMEDIES = {
+    "d_wins": "try --set label_smoothing=0.1, a lower D learning rate, or another loss",
+    "collapse": "try --set label_smoothing=0.1, a lower learning rate, or another loss; keep best.safetensors",
+    "divergence": "lower the learning rate or try another loss; resume from the last checkpoint",
+}
+
+
+class Diverged(GankitError):
+    """A loss became NaN or infinite: training stops and the last good checkpoint is kept."""
+
+
+@dataclass
+class Finding:
+    kind: str
+    epoch: int
+    step: int
+    message: str
+
+    def line(self) -> str:
+        return f"{self.message} (epoch {self.epoch}, step {self.step}); {REMEDIES[self.kind]}"
+
+
+class Health:
+    """Looks at the per-step scalars and at each evaluation; reports each problem once while it lasts."""
+
+    def __init__(self, report: Callable[[Finding], None]):
+        self.report = report
+        self.history: list[tuple[float, float, float]] = []  # (D(x), D(G(z)), loss_G) per step
+        self.active: set[str] = set()
+        self.findings: list[Finding] = []
+
+    def _raise_flag(self, kind: str, on: bool, epoch: int, step: int, message: str) -> None:
+        if on and kind not in self.active:
+            self.active.add(kind)
+            finding = Finding(kind, epoch, step, message)
+            self.findings.append(finding)
+            self.report(finding)
+        elif not on:
+            self.active.discard(kind)
+
+    def on_step(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        if not all(math.isfinite(v) for v in values.values()):
+            bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
+            finding = Finding("divergence", epoch, step, f"training diverged: {bad} is not finite")
+            self.findings.append(finding)
+            self.report(finding)
+            raise Diverged(f"{finding.line()}; the checkpoint of the last completed epoch is intact")
+        self.history.append((values["D(x)"], values["D(G(z))"], values["loss_G"]))
+        if len(self.history) > 2 * WINDOW:
+            del self.history[: len(self.history) - 2 * WINDOW]
+        if len(self.history) >= 2 * WINDOW:
+            recent, before = self.history[-WINDOW:], self.history[:WINDOW]
+            real = sum(r[0] for r in recent) / WINDOW
+            fake = sum(r[1] for r in recent) / WINDOW
+            climbing = sum(r[2] for r in recent) > sum(r[2] for r in before)
+            self._raise_flag("d_wins", real > D_REAL_HIGH and fake < D_FAKE_LOW and climbing, epoch, step,
+                             f"the discriminator wins too easily: D(x) {real:.2f}, D(G(z)) {fake:.2f} over the "
+                             f"last {WINDOW} steps while G's loss climbs")
+
+    def on_eval(self, epoch: int, step: int, values: dict, num_classes: int, best_covered: int | None) -> None:
+        reasons = []
+        if values.get("spread", 1.0) < COLLAPSE_SPREAD:
+            reasons.append(f"the fakes' feature spread is {values['spread']:.2f} of the real one")
+        covered = values.get("classes_covered")
+        if covered is not None and num_classes:
+            if covered < COLLAPSE_COVERAGE * num_classes:
+                reasons.append(f"only {covered} of {num_classes} classes hold >= 5% of the fakes")
+            elif best_covered is not None and covered <= best_covered - 2:
+                reasons.append(f"class coverage dropped from {best_covered} to {covered}")
+        self._raise_flag("collapse", bool(reasons), epoch, step, "mode collapse: " + "; ".join(reasons))
+
+
+@dataclass
+class QualityState:
+    """What the checkpoint carries so that a resumed run keeps its best FD and its early-stop count."""
+
+    best_fd: float | None = None
+    best_epoch: int = 0
+    best_covered: int | None = None
+    since_best: int = 0
+    evaluations: int = 0
+
+
+class Quality:
+    """Periodic evaluation of the generator against the cached real reference, best tracking, early stop."""
+
+    def __init__(self, data, evaluator_path: str, n: int, patience: int, progress: bool):
+        from . import evaluator as ev
+
+        self.evaluator = ev.evaluator_for(data, evaluator_path or None, progress=progress)
+        self.reference = ev.reference_for(data, self.evaluator)
+        self.n, self.patience = n, patience
+        self.floor: dict | None = None
+        self.state = QualityState()
+
+    def load_state(self, state: dict[str, Any] | None) -> None:
+        if state:
+            self.state = QualityState(**state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self.state)
+
+    def measure(self, generator: torch.nn.Module, z_dim: int, seed: int, device: torch.device) -> dict:
+        from . import metrics
+        from .generate import sample
+
+        if self.floor is None:
+            self.floor = metrics.floor(self.reference, self.n, kid_subsets=10)
+        was_training = generator.training
+        generator.eval()
+        try:
+            values = metrics.measure(lambda n: sample(generator, n, z_dim, seed, device=device), self.evaluator,
+                                     self.reference, self.n, kid_subsets=10)
+        except ValueError:
+            values = {"fd": float("inf")}
+        finally:
+            generator.train(was_training)
+        return values
+
+    def update(self, values: dict, epoch: int) -> tuple[bool, str | None]:
+        """(is this the best FD so far, why to stop now or None)."""
+        from .metrics import is_better
+
+        s = self.state
+        s.evaluations += 1
+        improved = is_better(values["fd"], s.best_fd)
+        if improved:
+            s.best_fd, s.best_epoch, s.since_best = values["fd"], epoch, 0
+            s.best_covered = values.get("classes_covered", s.best_covered)
+        else:
+            s.since_best += 1
+        stop = None
+        if self.patience and s.since_best >= self.patience:
+            stop = (f"early stop: FD has not improved for {s.since_best} evaluations "
+                    f"(best {s.best_fd:.3f} at epoch {s.best_epoch})")
+        return improved, stop
