@@ -1,11 +1,13 @@
 import subprocess
 import sys
 
+import json
+
 import numpy as np
 import pytest
-from gankit.images import read_png
 
 from gankit.cli import main
+from gankit.images import read_png, save_png
 
 from .conftest import snapshot
 
@@ -70,6 +72,14 @@ def test_data_command_describes_and_saves_grid(capsys, tmp_path):
     (["generate", "RUN", "-o", "x.jpg"], "must end in .png"),
     (["generate", "RUN", "-n", "0", "-o", "x.png"], "-n must be >= 1"),
     (["data", "mnist"], "put train-images-idx3-ubyte"),
+    (["train", "--set", "eval_every=-1"], "eval_every must be >= 0"),
+    (["train", "--set", "early_stop=two"], "early_stop"),
+    (["evaluate", "/no/such/run"], "run directory not found"),
+    (["evaluate", "RUN", "-n", "3"], "-n must be >= 10"),
+    (["evaluate", "RUN", "--evaluator", "/no/such.safetensors"], "evaluator not found"),
+    (["report", "/no/such/run"], "run directory not found"),
+    (["classifier", "predict", "/no/such.png", "--evaluator", "/no/such.safetensors"], "evaluator not found"),
+    (["classifier", "train", "--data", "imagenet"], "unknown data source"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, mlp_run, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
@@ -111,3 +121,47 @@ def test_console_script_trains_and_resumes(tmp_path):
     assert "trained 2 epochs (4 steps)" in again.stdout
     bad = subprocess.run(exe + ["train", "--resume", str(tmp_path / "missing")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == f"gankit: error: run directory not found: {tmp_path / 'missing'}"
+
+
+def test_evaluate_prints_a_table_or_json_and_records_it(capsys, mlp_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(mlp_run, run)
+    code, out, _ = run_cli(capsys, "evaluate", str(run), "-n", "200")
+    assert code == 0
+    assert "real vs real" in out and "FD" in out and "precision" in out and "classes >= 5%" in out
+    code, out, _ = run_cli(capsys, "evaluate", str(run), "-n", "200", "--json", "--best")
+    result = json.loads(out)
+    assert result["generator"] == "best" and result["epoch"] == 1 and result["step"] == 8
+    assert result["fd"] > result["floor"]["fd"] >= 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["generator"] for r in rows if r.get("source") == "evaluate"] == ["generator", "best"]
+
+
+def test_report_command_writes_html(capsys, mlp_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(mlp_run, run)
+    code, out, _ = run_cli(capsys, "report", str(run))
+    assert code == 0 and (run / "report.html").is_file() and "report.html" in out
+
+
+def test_classifier_train_and_predict(capsys, tmp_path):
+    from gankit.data import load
+
+    out = tmp_path / "digits.safetensors"
+    code, text, _ = run_cli(capsys, "classifier", "train", "--data", "mnist5k", "--epochs", "1", "--out", str(out))
+    assert code == 0 and out.is_file() and "validation accuracy" in text
+    digits = load("mnist5k")
+    paths = []
+    for label in (0, 7):
+        path = tmp_path / f"d{label}.png"
+        save_png(digits.images[digits.labels == label][0], path)
+        paths.append(str(path))
+    code, text, _ = run_cli(capsys, "classifier", "predict", *paths, "--evaluator", str(out))
+    assert code == 0
+    lines = [line.split("\t") for line in text.strip().splitlines()]
+    assert [line[0] for line in lines] == paths
+    assert [line[1] for line in lines] == ["0", "7"] and all(0 < float(line[2]) <= 1 for line in lines)

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
 
+    r = sub.add_parser("report", help="write RUN_DIR/report.html: curves, metrics, samples, health, config")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+
     c = sub.add_parser("classifier", help="train or use the image classifier that gankit measures GANs with")
     csub = c.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
     ct = csub.add_parser("train", help="train on a labeled source (80/20 train/validation split)")
@@ -117,6 +120,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(result.to_dict()) if args.json else result.table())
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+
+
 def cmd_classifier(args: argparse.Namespace) -> None:
     from . import classifier as clf
     from . import data
@@ -154,7 +163,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "classifier": cmd_classifier,
+        {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "report": cmd_report, "classifier": cmd_classifier,
          "data": cmd_data}[args.command](args)
     except GankitError as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)

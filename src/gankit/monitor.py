@@ -110,14 +110,19 @@ class QualityState:
 class Quality:
     """Periodic evaluation of the generator against the cached real reference, best tracking, early stop."""
 
-    def __init__(self, data, evaluator_path: str, n: int, patience: int, progress: bool):
-        from . import evaluator as ev
-
-        self.evaluator = ev.evaluator_for(data, evaluator_path or None, progress=progress)
-        self.reference = ev.reference_for(data, self.evaluator)
+    def __init__(self, evaluator, reference, n: int, patience: int):
+        self.evaluator, self.reference = evaluator, reference
         self.n, self.patience = n, patience
         self.floor: dict | None = None
         self.state = QualityState()
+
+    @classmethod
+    def for_data(cls, data, evaluator_path: str, n: int, patience: int, progress: bool) -> "Quality":
+        """The cached (or newly trained) evaluator for `data` and the cached real reference."""
+        from . import evaluator as ev
+
+        evaluator = ev.evaluator_for(data, evaluator_path or None, progress=progress)
+        return cls(evaluator, ev.reference_for(data, evaluator), n, patience)
 
     def load_state(self, state: dict[str, Any] | None) -> None:
         if state:

@@ -24,8 +24,9 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def plot_loss_curves(metrics_path: str | Path, out: str | Path) -> Path | None:
-    """Two panels: loss_D and loss_G; D(x) and D(G(z)). Raw values faint, moving average bold."""
+def plot_loss_curves(metrics_path: str | Path, out) -> Path | None:
+    """Two panels: loss_D and loss_G; D(x) and D(G(z)). Raw values faint, moving average bold.
+    `out` is a path or a binary file object."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,6 +51,41 @@ def plot_loss_curves(metrics_path: str | Path, out: str | Path) -> Path | None:
     axes[1].set_ylim(0, 1)
     axes[1].axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, format="png")
     plt.close(fig)
-    return Path(out)
+    return out
+
+
+METRIC_PANELS = (("fd", "FD (lower is better)"), ("precision", "precision"), ("recall", "recall"),
+                 ("classes_covered", "classes holding >= 5% of the fakes"))
+
+
+def plot_metric_curves(metrics_path: str | Path, out) -> bool:
+    """FD, precision, recall and class coverage per evaluation during training, with the real-vs-real
+    floor dashed. `out` is a path or a binary file object. False when the run has no evaluations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in read_metrics(metrics_path, kind="eval") if r.get("source") == "train"]
+    if not rows:
+        return False
+    epochs = [r["epoch"] for r in rows]
+    panels = [(k, t) for k, t in METRIC_PANELS if k in rows[-1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        ax.plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", color="tab:blue", label="run")
+        floor = (rows[-1].get("floor") or {}).get(key)
+        if floor is not None:
+            ax.axhline(floor, color="gray", linestyle="--", linewidth=1, label="real vs real")
+        if key == "fd":
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=90, format="png")
+    plt.close(fig)
+    return True

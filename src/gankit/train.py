@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     batches = data_mod.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, rng, fmt)
     quality = None
     if cfg.eval_every and (data.labels is not None or cfg.evaluator):
-        quality = Quality(data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, progress)
+        quality = Quality.for_data(data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, progress)
         quality.load_state(state.get("quality") if state else None)
     elif cfg.eval_every and progress:
         print(f"gankit: {cfg.data} has no labels to train an evaluator on: quality metrics are off "
@@ -127,7 +127,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         if progress:
             tqdm.write(line, file=sys.stderr)
         log.writer.add_text("health", line, finding.step)
-        log.record({"kind": "health", **asdict(finding), "remedy": REMEDIES[finding.kind]})
+        log.record({"kind": "health", "issue": finding.kind, "epoch": finding.epoch, "step": finding.step,
+                    "message": finding.message, "remedy": REMEDIES[finding.kind]})
 
     health = Health(report)
     log.watch = health.on_step

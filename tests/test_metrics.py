@@ -1,0 +1,128 @@
+import math
+
+import pytest
+import torch
+
+from gankit import GankitError
+from gankit import classifier as clf
+from gankit import evaluator as ev
+from gankit import metrics
+from gankit.data import load, to_float
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("mnist5k", subset=1000)
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    model = clf.train_classifier(digits, epochs=3, progress=False)
+    return model, ev.reference_for(digits, model)
+
+
+def test_classifier_learns_digits_and_round_trips(tmp_path, digits, trained):
+    model, _ = trained
+    assert model.spec.val_accuracy > 0.8  # 800 training digits, 3 epochs
+    assert len(model.spec.history) == 3 and model.spec.classes == [str(i) for i in range(10)]
+    path = clf.save_classifier(model, tmp_path / "c.safetensors")
+    again = clf.load_classifier(path)
+    feats, logits = model.embed(digits.images[:50])
+    feats2, logits2 = again.embed(digits.images[:50])
+    assert feats.shape == (50, clf.FEATURES) and logits.shape == (50, 10)
+    assert torch.allclose(logits, logits2, atol=1e-4)  # channels_last vs contiguous kernels
+
+
+def test_real_vs_real_is_near_the_floor_and_noise_is_far(trained):
+    model, ref = trained
+    floor = metrics.floor(ref, 500)
+    assert floor["precision"] > 0.6 and floor["recall"] > 0.6
+    assert floor["classes_covered"] == 10 and floor["class_kl"] < 0.05
+    assert 0.8 < floor["spread"] < 1.2
+    noise = torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    far = metrics.measure(lambda n: noise[:n], model, ref, 500)
+    assert far["fd"] > 10 * floor["fd"]
+    assert far["kid"] > 10 * max(floor["kid"], 1e-3)
+    assert far["precision"] < 0.05
+
+
+def test_one_repeated_digit_has_coverage_one_and_no_recall(digits, trained):
+    model, ref = trained
+    seven = to_float(digits.images[digits.labels == 7][:1])
+    values = metrics.measure(lambda n: seven.expand(n, -1, -1, -1), model, ref, 500)
+    assert values["classes_covered"] == 1
+    assert values["recall"] < 0.05
+    assert values["class_kl"] == pytest.approx(math.log(10), abs=0.1)  # all mass on one of 10 equal classes
+    assert values["spread"] < 0.01
+
+
+def test_precision_recall_on_points():
+    real = torch.randn(400, 2, generator=torch.Generator().manual_seed(0))
+    inside = real[:200] + 0.01
+    far = real[:200] + 100.0
+    assert metrics.precision_recall(real, inside)[0] == 1.0
+    p, r = metrics.precision_recall(real, far)
+    assert p == 0.0 and r == 0.0
+    # a fake set covering only half of the data: full precision, recall near one half
+    half = real[real[:, 0] > 0]
+    p, r = metrics.precision_recall(real, half)
+    assert p == 1.0 and 0.3 < r < 0.75
+
+
+def test_frechet_distance_of_shifted_gaussians():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4000, 3, generator=g), torch.randn(4000, 3, generator=g)
+    assert metrics.frechet_distance(a, b) < 0.02
+    assert metrics.frechet_distance(a, b + 2.0) == pytest.approx(12.0, rel=0.05)  # |mu diff|^2 = 3 * 4
+
+
+def test_evaluator_and_reference_are_cached(tmp_path, monkeypatch, digits):
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path))
+    small = load("mnist5k", subset=300)
+    model = ev.evaluator_for(small, progress=False, epochs=1)
+    cached = list((tmp_path / "evaluators").glob("*.safetensors"))
+    assert len(cached) == 1 and "mnist5k" in cached[0].name
+    ref = ev.reference_for(small, model)
+    assert len(list((tmp_path / "reference").glob("*.safetensors"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(clf, "train_classifier", no_training)
+    monkeypatch.setattr(clf.Classifier, "embed", no_training)
+    again = ev.evaluator_for(small, progress=False)
+    assert torch.equal(again.head[1].weight, model.head[1].weight)
+    ref2 = ev.reference_for(small, again)
+    assert torch.equal(ref.features_a, ref2.features_a) and torch.equal(ref.preds_b, ref2.preds_b)
+    # other data -> another key
+    monkeypatch.undo()
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path))
+    ev.evaluator_for(load("mnist5k", subset=200), progress=False, epochs=1)
+    assert len(list((tmp_path / "evaluators").glob("*.safetensors"))) == 2
+
+
+def test_damaged_cached_evaluator_is_retrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path))
+    small = load("mnist5k", subset=200)
+    ev.evaluator_for(small, progress=False, epochs=1)
+    path = next((tmp_path / "evaluators").glob("*.safetensors"))
+    path.write_bytes(b"garbage")
+    model = ev.evaluator_for(small, progress=False, epochs=1)
+    assert clf.load_classifier(path).spec.data_hash == model.spec.data_hash
+
+
+def test_classifier_refuses_unlabeled_data():
+    data = load("mnist5k", subset=100)
+    data.labels = data.classes = None
+    with pytest.raises(GankitError, match="no labels"):
+        clf.train_classifier(data)
+
+
+def test_explicit_evaluator_must_match_the_data(tmp_path, trained):
+    model, _ = trained
+    path = clf.save_classifier(model, tmp_path / "c.safetensors")
+    rgb = load("mnist5k", subset=100, channels=3)
+    with pytest.raises(GankitError, match="takes 1x28x28"):
+        ev.evaluator_for(rgb, path)
+    with pytest.raises(GankitError, match="evaluator not found"):
+        ev.evaluator_for(rgb, tmp_path / "nope.safetensors")

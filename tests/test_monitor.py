@@ -1,0 +1,118 @@
+import json
+
+import pytest
+import torch
+
+from gankit import checkpoint as ckpt
+from gankit import train as train_mod
+from gankit.losses import Loss, bce_d_loss
+from gankit.monitor import WINDOW, Diverged, Health, Quality
+from gankit.plots import read_metrics
+from gankit.train import resume, train
+
+from .conftest import snapshot, tiny_config
+
+
+def test_early_stop_on_a_scripted_fd_sequence():
+    q = Quality(None, None, n=100, patience=2)
+    decisions = [q.update({"fd": fd}, epoch) for epoch, fd in enumerate([9.0, 7.0, 7.5, 6.0, 6.5, 6.1, 8.0], 1)]
+    improved = [d[0] for d in decisions]
+    assert improved == [True, True, False, True, False, False, False]
+    stops = [d[1] for d in decisions]
+    assert stops[:5] == [None] * 5
+    assert "has not improved for 2 evaluations" in stops[5] and "best 6.000 at epoch 4" in stops[5]
+    assert q.state.best_fd == 6.0 and q.state.best_epoch == 4
+    # the state survives a checkpoint round trip
+    q2 = Quality(None, None, n=100, patience=2)
+    q2.load_state(q.state_dict())
+    assert q2.state == q.state
+
+
+def test_never_stops_without_patience():
+    q = Quality(None, None, n=100, patience=0)
+    assert all(q.update({"fd": 10.0 + i}, i)[1] is None for i in range(20))
+
+
+def _scripted_quality(monkeypatch, fds):
+    """Replace the evaluation with a scripted FD sequence (the evaluator itself is tested elsewhere)."""
+    sequence = iter(fds)
+    monkeypatch.setattr(Quality, "measure", lambda self, *a, **k: {"fd": next(sequence), "classes_covered": 10})
+
+
+def test_training_stops_early_and_keeps_the_best_generator(tmp_path, monkeypatch):
+    _scripted_quality(monkeypatch, [5.0, 3.0, 4.0, 3.5, 1.0, 1.0])
+    result = train(tiny_config(epochs=10, early_stop=2), tmp_path / "run", progress=False)
+    assert result.epochs == 4 and result.stopped and "early stop" in result.stopped
+    assert result.best_fd == 3.0 and result.best_epoch == 2
+    assert ckpt.export_info(tmp_path / "run", ckpt.BEST)["epoch"] == 2
+    assert ckpt.export_info(tmp_path / "run", ckpt.GENERATOR)["epoch"] == 4
+    assert "early stop" in result.summary() and "best FD 3.000 at epoch 2" in result.summary()
+    evals = read_metrics(tmp_path / "run" / ckpt.METRICS, kind="eval")
+    assert [e["fd"] for e in evals] == [5.0, 3.0, 4.0, 3.5]
+    assert ckpt.load_checkpoint(tmp_path / "run")["quality"]["best_fd"] == 3.0
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(eval_every=0), run, progress=False)
+    before = {name: (run / name).read_bytes() for name in (ckpt.CHECKPOINT, ckpt.GENERATOR)}
+    monkeypatch.setitem(train_mod.LOSSES, "bce", Loss(bce_d_loss, lambda fake: fake.mean() * float("nan")))
+    with pytest.raises(Diverged, match="loss_G is not finite"):
+        resume(run, {"epochs": 2})
+    assert {name: (run / name).read_bytes() for name in before} == before
+    health = read_metrics(run / ckpt.METRICS, kind="health")
+    assert health and health[-1]["issue"] == "divergence" and "learning rate" in health[-1]["remedy"]
+    assert ckpt.load_checkpoint(run)["epoch"] == 1
+
+
+def test_discriminator_winning_is_reported_once():
+    found = []
+    h = Health(found.append)
+    for step in range(2 * WINDOW):  # balanced: nothing to report
+        h.on_step(1, step, {"loss_D": 0.6, "loss_G": 0.8, "D(x)": 0.55, "D(G(z))": 0.45})
+    assert found == []
+    for step in range(2 * WINDOW):  # D wins: D(x) -> 1, D(G(z)) -> 0, G's loss climbing
+        h.on_step(2, 1000 + step, {"loss_D": 0.05, "loss_G": 3.0 + step / 100, "D(x)": 0.97, "D(G(z))": 0.03})
+    assert [f.kind for f in found] == ["d_wins"]
+    assert "label_smoothing" in found[0].line()
+
+
+def test_collapse_is_reported_from_coverage_or_spread():
+    found = []
+    h = Health(found.append)
+    h.on_eval(1, 10, {"fd": 5.0, "spread": 0.9, "classes_covered": 10}, 10, None)
+    assert found == []
+    h.on_eval(2, 20, {"fd": 50.0, "spread": 0.9, "classes_covered": 2}, 10, 10)
+    assert [f.kind for f in found] == ["collapse"] and "only 2 of 10 classes" in found[0].message
+    h.on_eval(3, 30, {"fd": 5.0, "spread": 0.9, "classes_covered": 10}, 10, 10)  # recovered
+    h.on_eval(4, 40, {"fd": 9.0, "spread": 0.2, "classes_covered": 10}, 10, 10)
+    assert len(found) == 2 and "spread is 0.20" in found[1].message
+
+
+def test_training_evaluates_each_epoch(mlp_run):
+    evals = read_metrics(mlp_run / ckpt.METRICS, kind="eval")
+    assert len(evals) == 1 and evals[0]["epoch"] == 1 and evals[0]["n"] == tiny_config().eval_samples
+    for key in ("fd", "kid", "precision", "recall", "classes_covered", "class_kl", "spread"):
+        assert key in evals[0] and key in evals[0]["floor"]
+    assert (mlp_run / ckpt.BEST).is_file()
+
+
+def test_report_is_one_page_with_its_images(mlp_run, tmp_path):
+    import base64
+    import shutil
+
+    from gankit.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(mlp_run, run)
+    with open(run / ckpt.METRICS, "a") as fh:
+        fh.write(json.dumps({"kind": "health", "issue": "collapse", "epoch": 1, "step": 8,
+                             "message": "mode collapse: test finding", "remedy": "try label smoothing"}) + "\n")
+    page = write_report(run).read_text()
+    images = page.split('src="data:image/png;base64,')[1:]
+    assert len(images) == 4  # loss curves, metric curves, best grid, last grid
+    for chunk in images:
+        assert base64.b64decode(chunk.split('"', 1)[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "mode collapse: test finding" in page and "preset = &quot;simple-gan&quot;" in page
+    assert "real vs real" in page and "<script" not in page
+    assert "http" not in page.replace("<!doctype html>", "")  # self-contained: nothing to fetch
