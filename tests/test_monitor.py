@@ -80,6 +80,8 @@ def test_discriminator_winning_is_reported_once():
 def test_collapse_is_reported_from_coverage_or_spread():
     found = []
     h = Health(found.append)
+    h.on_eval(1, 10, {"fd": 500.0, "spread": 0.1, "classes_covered": 1}, 10, None, evaluations=1)
+    assert found == []  # an untrained generator lacks variety: not yet a collapse
     h.on_eval(1, 10, {"fd": 5.0, "spread": 0.9, "classes_covered": 10}, 10, None)
     assert found == []
     h.on_eval(2, 20, {"fd": 50.0, "spread": 0.9, "classes_covered": 2}, 10, 10)

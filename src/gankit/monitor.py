@@ -23,6 +23,7 @@ from .errors import GankitError
 WINDOW, D_REAL_HIGH, D_FAKE_LOW = 100, 0.9, 0.1
 COLLAPSE_SPREAD = 0.5  # fake feature spread below half the real one
 COLLAPSE_COVERAGE = 0.6  # fewer than 60% of the classes hold >= 5% of the fakes
+WARMUP_EVALS = 3  # absolute collapse thresholds apply from this evaluation on
 
 REMEDIES = {
     "d_wins": "try --set label_smoothing=0.1, a lower D learning rate, or another loss",
@@ -83,13 +84,17 @@ class Health:
                              f"the discriminator wins too easily: D(x) {real:.2f}, D(G(z)) {fake:.2f} over the "
                              f"last {WINDOW} steps while G's loss climbs")
 
-    def on_eval(self, epoch: int, step: int, values: dict, num_classes: int, best_covered: int | None) -> None:
+    def on_eval(self, epoch: int, step: int, values: dict, num_classes: int, best_covered: int | None,
+                evaluations: int = WARMUP_EVALS) -> None:
+        """Collapse: coverage fell by 2+ classes from its best, or (after the first WARMUP_EVALS evaluations,
+        when an untrained generator is expected to lack variety) the spread or coverage is too low."""
         reasons = []
-        if values.get("spread", 1.0) < COLLAPSE_SPREAD:
+        warm = evaluations >= WARMUP_EVALS
+        if warm and values.get("spread", 1.0) < COLLAPSE_SPREAD:
             reasons.append(f"the fakes' feature spread is {values['spread']:.2f} of the real one")
         covered = values.get("classes_covered")
         if covered is not None and num_classes:
-            if covered < COLLAPSE_COVERAGE * num_classes:
+            if warm and covered < COLLAPSE_COVERAGE * num_classes:
                 reasons.append(f"only {covered} of {num_classes} classes hold >= 5% of the fakes")
             elif best_covered is not None and covered <= best_covered - 2:
                 reasons.append(f"class coverage dropped from {best_covered} to {covered}")

@@ -195,7 +195,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                 values = quality.measure(G, cfg.z_dim, cfg.seed, device)
                 improved, stopped = quality.update(values, epoch + 1)
                 log.evaluation(epoch + 1, step, values, quality.floor, quality.n)
-                health.on_eval(epoch + 1, step, values, quality.reference.num_classes, best_covered)
+                health.on_eval(epoch + 1, step, values, quality.reference.num_classes, best_covered,
+                               quality.state.evaluations)
                 if improved:
                     ckpt.export_generator(G, cfg, run_dir, name=ckpt.BEST, epoch=epoch + 1, step=step)
             ckpt.save_checkpoint({
