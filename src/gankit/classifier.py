@@ -24,6 +24,7 @@ from torch import nn
 from . import data as data_mod
 from .checkpoint import atomic_write
 from .errors import GankitError
+from .models import eval_mode
 
 FEATURES = 128
 
@@ -66,16 +67,14 @@ class Classifier(nn.Module):
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
         """(features N x 128, logits N x classes) for float images in [-1, 1] or uint8 images, in eval mode."""
-        was_training = self.training
-        self.eval()
         device = next(self.parameters()).device
         feats, logits = [], []
-        for chunk in images.split(batch):
-            x = data_mod.to_float(chunk) if chunk.dtype == torch.uint8 else chunk
-            f = self.body(x.to(device, torch.float32))
-            feats.append(f.cpu())
-            logits.append(self.head(f).cpu())
-        self.train(was_training)
+        with eval_mode(self):
+            for chunk in images.split(batch):
+                x = data_mod.to_float(chunk) if chunk.dtype == torch.uint8 else chunk
+                f = self.body(x.to(device, torch.float32))
+                feats.append(f.cpu())
+                logits.append(self.head(f).cpu())
         return torch.cat(feats), torch.cat(logits)
 
 

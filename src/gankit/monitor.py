@@ -142,16 +142,14 @@ class Quality:
 
         if self.floor is None:
             self.floor = metrics.floor(self.reference, self.n, kid_subsets=10)
-        was_training = generator.training
-        generator.eval()
+        from .models import eval_mode
+
         try:
-            values = metrics.measure(lambda n: sample(generator, n, z_dim, seed, device=device), self.evaluator,
-                                     self.reference, self.n, kid_subsets=10)
-        except ValueError:
-            values = {"fd": float("inf")}
-        finally:
-            generator.train(was_training)
-        return values
+            with eval_mode(generator):
+                return metrics.measure(lambda n: sample(generator, n, z_dim, seed, device=device), self.evaluator,
+                                       self.reference, self.n, kid_subsets=10)
+        except ValueError:  # non-finite images: the worst possible FD
+            return {"fd": float("inf")}
 
     def update(self, values: dict, epoch: int) -> tuple[bool, str | None]:
         """(is this the best FD so far, why to stop now or None)."""

@@ -21,7 +21,7 @@ from . import images as images_mod
 from .config import Config
 from .errors import GankitError
 from .losses import LOSSES
-from .models import build
+from .models import build, eval_mode
 from .monitor import REMEDIES, Health, Quality
 
 SCALARS = ("loss_D", "loss_G", "D(x)", "D(G(z))")
@@ -236,10 +236,8 @@ def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress:
 @torch.no_grad()
 def sample_grid(generator: torch.nn.Module, noise: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     """Generate from `noise` in eval mode and tile into one uint8 grid (C x H x W)."""
-    was_training = generator.training
-    generator.eval()
-    images = generator(noise)
-    generator.train(was_training)
+    with eval_mode(generator):
+        images = generator(noise)
     return images_mod.grid(data_mod.to_uint8(images), nrow)
 
 

@@ -5,6 +5,7 @@ A new architecture is one module plus one line here.
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 
 from torch import nn
@@ -21,3 +22,14 @@ def build(name: str, z_dim: int, channels: int, image_size: int) -> tuple[nn.Mod
 
 def build_generator(name: str, z_dim: int, channels: int, image_size: int) -> nn.Module:
     return build(name, z_dim, channels, image_size)[0]
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """Run a block with `module` in eval mode (BatchNorm running stats, no dropout), then restore its mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
