@@ -152,9 +152,9 @@ def test_batches_drop_last_and_deterministic_epochs():
     images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 2, 2).contiguous()
     b = Batches(images, batch_size=32, seed=3)
     assert len(b) == 3
-    first = [x[:, 0, 0, 0] for x in b.epoch(0)]
-    again = [x[:, 0, 0, 0] for x in b.epoch(0)]
-    other = [x[:, 0, 0, 0] for x in b.epoch(1)]
+    first = [x[:, 0, 0, 0] for x, _ in b.epoch(0)]
+    again = [x[:, 0, 0, 0] for x, _ in b.epoch(0)]
+    other = [x[:, 0, 0, 0] for x, _ in b.epoch(1)]
     assert len(first) == 3 and all(x.shape == (32,) for x in first)
     assert all(torch.equal(a, c) for a, c in zip(first, again))
     assert not torch.equal(first[0], other[0])

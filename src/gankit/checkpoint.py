@@ -81,16 +81,21 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
 
 
 def export_generator(generator: torch.nn.Module, cfg: config_mod.Config, run_dir: str | Path,
-                     name: str = GENERATOR, epoch: int = 0, step: int = 0) -> None:
-    """Write the generator's weights as safetensors with the model config (and epoch/step) in the metadata."""
+                     name: str = GENERATOR, epoch: int = 0, step: int = 0, classes: list[str] | None = None) -> None:
+    """Write the generator's weights as safetensors with the model config, epoch/step and (for a conditional
+    generator) the class names in the metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    meta = {"gankit": json.dumps({**model_spec(cfg), "epoch": epoch, "step": step})}
+    info = {**model_spec(cfg), "epoch": epoch, "step": step}
+    if cfg.num_classes and classes:
+        info["classes"] = list(classes)
+    meta = {"gankit": json.dumps(info)}
     atomic_write(Path(run_dir) / name, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def model_spec(cfg: config_mod.Config) -> dict[str, Any]:
-    """What it takes to rebuild the generator: architecture, noise size, image shape."""
-    return {"model": cfg.model, "z_dim": cfg.z_dim, "channels": cfg.channels, "image_size": cfg.image_size}
+    """What it takes to rebuild the generator: architecture, noise size, image shape, classes."""
+    return {"model": cfg.model, "z_dim": cfg.z_dim, "channels": cfg.channels, "image_size": cfg.image_size,
+            "num_classes": cfg.num_classes}
 
 
 def load_run_config(run_dir: str | Path) -> config_mod.Config:
@@ -113,7 +118,7 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
         weights = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise GankitError(f"{path} is corrupt or unreadable: {exc}") from None
-    generator = build_generator(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size).to(device)
+    generator = build_generator(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes).to(device)
     try:
         generator.load_state_dict(weights)
     except RuntimeError:

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-n", type=int, default=5000, help="generated images (default 5000)")
     e.add_argument("--best", action="store_true", help="evaluate best.safetensors instead of the last generator")
     e.add_argument("--evaluator", metavar="PATH", help="a classifier .safetensors (default: cached for the data)")
+    e.add_argument("--features", choices=["evaluator", "inception"], default="evaluator",
+                   help="feature space: gankit's evaluator for the data (default) or Inception-v3 "
+                        "(published-FID comparable; pip install 'gankit[inception]')")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
@@ -116,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
     result = evaluate(args.run_dir, args.n, args.evaluator, best=args.best, seed=args.seed, device=args.device,
-                      progress=not args.json)
+                      progress=not args.json, features=args.features)
     print(json.dumps(result.to_dict()) if args.json else result.table())
 
 

@@ -22,7 +22,9 @@ class Config:
     # what to train
     preset: str = "dcgan"
     model: str = "dcgan"
-    loss: str = "bce"
+    loss: str = "bce"  # bce | lsgan | hinge | wgan-gp (see gankit.losses)
+    conditional: bool = False  # class-conditional G (label embedding) and projection D; labeled sources only
+    num_classes: int = 0  # set from the data when conditional
     # data
     data: str = "mnist5k"
     data_dir: str = ""  # "" -> $GANKIT_DATA_DIR or ~/.cache/gankit/data
@@ -38,7 +40,17 @@ class Config:
     lr: float = 2e-3
     beta1: float = 0.5
     beta2: float = 0.99
-    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
+    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing (bce only)
+    lr_d: float = 0.0  # D's learning rate; 0 = same as lr (set both for TTUR)
+    n_critic: int = 0  # D steps per G step; 0 = the loss's own (5 for wgan-gp, else 1)
+    gp_lambda: float = 10.0  # gradient penalty weight (wgan-gp)
+    r1_gamma: float = 0.0  # R1 penalty on real images (bce, hinge); 0 = off
+    r1_every: int = 16  # lazy R1: applied every this many D steps, scaled up to match
+    spectral_norm: bool = False  # spectral normalization of every D layer
+    d_norm: str = "auto"  # D's normalization: batch | layer | none; auto = layer for wgan-gp, else batch
+    ema: float = 0.0  # generator EMA decay (e.g. 0.999); the EMA generator is sampled, evaluated, exported
+    diffaug: str = ""  # differentiable augmentation of real and fake before D: translation,cutout,color
+    time_limit: float = 0.0  # seconds of training after which the run stops at the end of the step (0 = none)
     # machinery
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -69,7 +81,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 FIELDS = {f.name: f for f in fields(Config)}
 # Keys that a resumed run may change; everything else would make the checkpoint meaningless.
-RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "log_every", "eval_every", "early_stop"}
+RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "log_every", "eval_every", "early_stop", "time_limit"}
+D_NORMS = ("auto", "batch", "layer", "none")
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -157,6 +170,23 @@ def validate(cfg: Config) -> None:
     need(cfg.eval_every >= 0, f"eval_every must be >= 0 (0 = off), got {cfg.eval_every}")
     need(cfg.eval_samples >= 10, f"eval_samples must be >= 10, got {cfg.eval_samples}")
     need(cfg.early_stop >= 0, f"early_stop must be >= 0 (0 = off), got {cfg.early_stop}")
+    need(cfg.lr_d >= 0, f"lr_d must be >= 0 (0 = same as lr), got {cfg.lr_d}")
+    need(cfg.n_critic >= 0, f"n_critic must be >= 0 (0 = the loss's default), got {cfg.n_critic}")
+    need(cfg.gp_lambda >= 0, f"gp_lambda must be >= 0, got {cfg.gp_lambda}")
+    need(cfg.r1_gamma >= 0, f"r1_gamma must be >= 0 (0 = off), got {cfg.r1_gamma}")
+    need(cfg.r1_every >= 1, f"r1_every must be >= 1, got {cfg.r1_every}")
+    need(cfg.r1_gamma == 0 or cfg.loss in ("bce", "hinge"),
+         f"r1_gamma works with loss bce or hinge, not {cfg.loss} (wgan-gp has its own penalty)")
+    need(cfg.label_smoothing == 0 or cfg.loss == "bce", f"label_smoothing works with loss bce only, not {cfg.loss}")
+    need(cfg.d_norm in D_NORMS, f"d_norm must be one of {', '.join(D_NORMS)}, got '{cfg.d_norm}'")
+    need(not (cfg.loss == "wgan-gp" and cfg.d_norm == "batch"),
+         "wgan-gp penalizes per-sample gradients, which BatchNorm mixes across the batch: use d_norm=layer or none")
+    need(cfg.ema == 0 or 0.5 <= cfg.ema < 1, f"ema must be 0 (off) or a decay in [0.5, 1), got {cfg.ema}")
+    need(cfg.time_limit >= 0, f"time_limit must be >= 0 seconds (0 = none), got {cfg.time_limit}")
+    need(cfg.num_classes >= 0, f"num_classes must be >= 0, got {cfg.num_classes}")
+    from .diffaug import parse_policy
+
+    parse_policy(cfg.diffaug)
     need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
          f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")
     MODELS[cfg.model].check_size(cfg.image_size)

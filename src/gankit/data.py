@@ -233,21 +233,23 @@ class Batches:
 
     def __init__(self, images: torch.Tensor, batch_size: int, seed: int, rotation: float = 0.0,
                  hflip: bool = False, generator: torch.Generator | None = None,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+                 memory_format: torch.memory_format = torch.contiguous_format, labels: torch.Tensor | None = None):
         if images.shape[0] < batch_size:
             raise GankitError(f"the data holds {images.shape[0]} images, fewer than one batch of {batch_size}: "
                               "lower batch_size or add images")
         self.images, self.batch_size, self.seed = images, batch_size, seed
         self.rotation, self.hflip, self.generator = rotation, hflip, generator
-        self.memory_format = memory_format
+        self.memory_format, self.labels = memory_format, labels
 
     def __len__(self) -> int:
         return self.images.shape[0] // self.batch_size
 
-    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(images, labels or None) per batch."""
         order = torch.randperm(self.images.shape[0], generator=torch.Generator().manual_seed(
             self.seed * 1_000_003 + epoch)).to(self.images.device)
         for i in range(len(self)):
-            batch = to_float(self.images.index_select(0, order[i * self.batch_size:(i + 1) * self.batch_size]))
-            batch = augment(batch, self.rotation, self.hflip, self.generator)
-            yield batch.contiguous(memory_format=self.memory_format)
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            batch = augment(to_float(self.images.index_select(0, index)), self.rotation, self.hflip, self.generator)
+            labels = None if self.labels is None else self.labels.index_select(0, index)
+            yield batch.contiguous(memory_format=self.memory_format), labels

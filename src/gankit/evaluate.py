@@ -18,6 +18,7 @@ from .errors import GankitError
 class Evaluation:
     run_dir: Path
     which: str  # "generator" or "best"
+    features: str  # "evaluator" or "inception"
     epoch: int
     step: int
     n: int
@@ -25,19 +26,23 @@ class Evaluation:
     floor: dict
 
     def to_dict(self) -> dict:
-        return {"kind": "eval", "source": "evaluate", "generator": self.which, "epoch": self.epoch,
+        return {"kind": "eval", "source": "evaluate", "features": self.features, "generator": self.which,
+                "epoch": self.epoch,
                 "step": self.step, "n": self.n, **self.values, "floor": self.floor}
 
     def table(self) -> str:
-        head = f"{self.run_dir} ({self.which}, epoch {self.epoch}, step {self.step}, {self.n} samples)"
+        head = (f"{self.run_dir} ({self.which}, epoch {self.epoch}, step {self.step}, {self.n} samples, "
+                f"{self.features} features)")
         return head + "\n" + metrics.table(self.values, self.floor)
 
 
 def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, best: bool = False,
-             seed: int = 0, device: str = "cpu", progress: bool = True, record: bool = True) -> Evaluation:
+             seed: int = 0, device: str = "cpu", progress: bool = True, record: bool = True,
+             features: str = "evaluator") -> Evaluation:
     """Measure RUN_DIR's generator (or best.safetensors) on n samples; append the result to metrics.jsonl."""
     from . import evaluator as ev
     from .generate import sample
+    from .train import class_labels
 
     if n < 10:
         raise GankitError(f"-n must be >= 10 for the metrics to mean anything, got {n}")
@@ -45,14 +50,17 @@ def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, b
     generator, cfg = ckpt.load_generator(run_dir, device, name=name)
     info = ckpt.export_info(run_dir, name)
     data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
-    model = ev.evaluator_for(data, evaluator or cfg.evaluator or None, progress=progress)
+    chosen = evaluator if features == "inception" else evaluator or cfg.evaluator or None
+    model = ev.features_for(data, features, chosen, device=device, progress=progress)
     ref = ev.reference_for(data, model)
     n_ref = min(n, len(ref.features_b))
     try:
-        values = metrics.measure(lambda k: sample(generator, k, cfg.z_dim, seed, device=device), model, ref, n)
+        labels = class_labels(n, cfg.num_classes) if cfg.num_classes and ref.num_classes else None
+        values = metrics.measure(lambda k: sample(generator, k, cfg.z_dim, seed, device=device, labels=labels),
+                                 model, ref, n, labels=labels)
     except ValueError as exc:
         raise GankitError(f"cannot evaluate {run_dir}: {exc}") from None
-    result = Evaluation(Path(run_dir), "best" if best else "generator", int(info.get("epoch", 0)),
+    result = Evaluation(Path(run_dir), "best" if best else "generator", features, int(info.get("epoch", 0)),
                         int(info.get("step", 0)), n, values, metrics.floor(ref, n_ref))
     if record:
         with open(Path(run_dir) / ckpt.METRICS, "a") as fh:

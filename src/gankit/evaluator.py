@@ -61,6 +61,20 @@ def evaluator_for(data: data_mod.ImageData, path: str | Path | None = None, prog
     return model
 
 
+def features_for(data: data_mod.ImageData, features: str = "evaluator", path: str | Path | None = None,
+                 device: str = "cpu", progress: bool = True):
+    """The feature space to measure in: gankit's evaluator for this data, or Inception-v3 (`inception`)."""
+    if features == "inception":
+        if path:
+            raise GankitError("--evaluator and --features inception exclude each other: pick one feature space")
+        from .inception import InceptionFeatures
+
+        return InceptionFeatures(device=device)
+    if features != "evaluator":
+        raise GankitError(f"unknown --features {features!r}: choose evaluator or inception")
+    return evaluator_for(data, path, progress=progress)
+
+
 @dataclass
 class Reference:
     """Real features of two disjoint halves, B's predicted classes, and the real class distribution."""
@@ -87,18 +101,19 @@ def reference_for(data: data_mod.ImageData, evaluator: clf.Classifier) -> Refere
         except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
             path.unlink(missing_ok=True)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1234))
-    half = min(len(data) // 2, HALF_CAP)
+    half = min(len(data) // 2, getattr(evaluator, "half_cap", HALF_CAP))
     if half < 2:
         raise GankitError(f"{data.name} holds {len(data)} images: too few to measure against")
     a, b = order[:half], order[half:2 * half]
     features_a, _ = evaluator.embed(data.images[a])
     features_b, logits_b = evaluator.embed(data.images[b])
-    if data.labels is not None and data.classes:
+    if logits_b is not None and data.labels is not None and data.classes:
         prior = torch.bincount(data.labels, minlength=len(data.classes)).double()
         prior = (prior / prior.sum()).float()
     else:
         prior = torch.zeros(0)
-    ref = Reference(features_a, features_b, logits_b.argmax(1), prior)
+    preds_b = logits_b.argmax(1) if logits_b is not None else torch.zeros(0, dtype=torch.long)
+    ref = Reference(features_a, features_b, preds_b, prior)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"features_a": ref.features_a, "features_b": ref.features_b, "preds_b": ref.preds_b,
                "class_prior": ref.class_prior}

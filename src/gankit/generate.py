@@ -11,14 +11,18 @@ from . import data as data_mod
 from .checkpoint import load_generator
 from .errors import GankitError
 from .images import grid, save_png
+from .models import run_generator
 
 
 @torch.no_grad()
 def sample(generator: torch.nn.Module, n: int, z_dim: int, seed: int = 0, batch: int = 500,
-           device: str | torch.device = "cpu") -> torch.Tensor:
-    """n images in [-1, 1] (float32, N x C x H x W on the CPU) from seeded standard-normal noise."""
+           device: str | torch.device = "cpu", labels: torch.Tensor | None = None) -> torch.Tensor:
+    """n images in [-1, 1] (float32, N x C x H x W on the CPU) from seeded standard-normal noise; a
+    conditional generator needs n labels."""
     noise = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
-    return torch.cat([generator(chunk.to(device)).float().cpu() for chunk in noise.split(batch)])
+    ys = [None] * len(noise.split(batch)) if labels is None else labels.split(batch)
+    return torch.cat([run_generator(generator, chunk.to(device), None if y is None else y.to(device)).float().cpu()
+                      for chunk, y in zip(noise.split(batch), ys)])
 
 
 def generate(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, device: str = "cpu") -> Path:

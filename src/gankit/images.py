@@ -34,3 +34,15 @@ def read_png(path: str | Path) -> torch.Tensor:
         array = np.asarray(im.convert("L" if im.mode in ("L", "I", "I;16", "1") else "RGB"))
     t = torch.from_numpy(array.copy())
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+def save_gif(frames: list[torch.Tensor], path: str | Path, ms_per_frame: int = 200, loop: bool = True) -> None:
+    """Write C x H x W uint8 frames (all the same size) as an animated GIF that loops forever."""
+    from PIL import Image
+
+    pictures = []
+    for frame in frames:
+        array = frame.detach().cpu().permute(1, 2, 0).numpy()
+        pictures.append(Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array))
+    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=ms_per_frame,
+                     loop=0 if loop else 1)

@@ -33,6 +33,7 @@ METRICS = {
     "classes_covered": ("classes >= 5%", False),
     "class_kl": ("class KL", True),
     "spread": ("spread", False),
+    "class_accuracy": ("class accuracy", False),
 }
 
 
@@ -130,13 +131,29 @@ def floor(ref: Reference, n: int, kid_subsets: int = 50) -> dict:
     return compare(ref, ref.features_b[:n], ref.preds_b[:n] if ref.num_classes else None, kid_subsets)
 
 
+def class_accuracy(preds: torch.Tensor, wanted: torch.Tensor, num_classes: int) -> tuple[float, list[float]]:
+    """How often the evaluator reads a sample as the class it was drawn for: overall and per class."""
+    hit = (preds == wanted).double()
+    per_class = [round(float(hit[wanted == c].mean()), 4) if (wanted == c).any() else float("nan")
+                 for c in range(num_classes)]
+    return float(hit.mean()), per_class
+
+
 def measure(sample: Callable[[int], torch.Tensor], evaluator: nn.Module, ref: Reference, n: int,
-            kid_subsets: int = 50) -> dict:
-    """Draw n images with sample(n) (floats in [-1, 1]) and measure them against the reference."""
+            kid_subsets: int = 50, labels: torch.Tensor | None = None) -> dict:
+    """Draw n images with sample(n) (floats in [-1, 1]) and measure them against the reference.
+
+    labels: the classes a conditional generator was asked for; adds the evaluator's accuracy on them.
+    """
     features, logits = evaluator.embed(sample(n))
     if not torch.isfinite(features).all():
         raise ValueError("the generator produced non-finite images")
-    return compare(ref, features, logits.argmax(1), kid_subsets)
+    preds = None if logits is None else logits.argmax(1)
+    out = compare(ref, features, preds, kid_subsets)
+    if labels is not None and preds is not None:
+        acc, per_class = class_accuracy(preds, labels.cpu(), ref.num_classes)
+        out.update(class_accuracy=round(acc, 5), class_accuracy_per_class=per_class)
+    return out
 
 
 def table(values: dict, reference: dict | None = None) -> str:

@@ -50,8 +50,9 @@ class Finding:
 class Health:
     """Looks at the per-step scalars and at each evaluation; reports each problem once while it lasts."""
 
-    def __init__(self, report: Callable[[Finding], None]):
+    def __init__(self, report: Callable[[Finding], None], judge_d: bool = True):
         self.report = report
+        self.judge_d = judge_d  # D(x)/D(G(z)) are probabilities (bce); other losses' raw scores are not judged
         self.history: list[tuple[float, float, float]] = []  # (D(x), D(G(z)), loss_G) per step
         self.active: set[str] = set()
         self.findings: list[Finding] = []
@@ -75,7 +76,7 @@ class Health:
         self.history.append((values["D(x)"], values["D(G(z))"], values["loss_G"]))
         if len(self.history) > 2 * WINDOW:
             del self.history[: len(self.history) - 2 * WINDOW]
-        if len(self.history) >= 2 * WINDOW:
+        if self.judge_d and len(self.history) >= 2 * WINDOW:
             recent, before = self.history[-WINDOW:], self.history[:WINDOW]
             real = sum(r[0] for r in recent) / WINDOW
             fake = sum(r[1] for r in recent) / WINDOW
@@ -136,9 +137,11 @@ class Quality:
     def state_dict(self) -> dict[str, Any]:
         return asdict(self.state)
 
-    def measure(self, generator: torch.nn.Module, z_dim: int, seed: int, device: torch.device) -> dict:
+    def measure(self, generator: torch.nn.Module, z_dim: int, seed: int, device: torch.device,
+                num_classes: int = 0) -> dict:
         from . import metrics
         from .generate import sample
+        from .train import class_labels
 
         if self.floor is None:
             self.floor = metrics.floor(self.reference, self.n, kid_subsets=10)
@@ -146,8 +149,9 @@ class Quality:
 
         try:
             with eval_mode(generator):
-                return metrics.measure(lambda n: sample(generator, n, z_dim, seed, device=device), self.evaluator,
-                                       self.reference, self.n, kid_subsets=10)
+                labels = class_labels(self.n, num_classes)
+                return metrics.measure(lambda n: sample(generator, n, z_dim, seed, device=device, labels=labels),
+                                       self.evaluator, self.reference, self.n, kid_subsets=10, labels=labels)
         except ValueError:  # non-finite images: the worst possible FD
             return {"fd": float("inf")}
 

@@ -20,8 +20,10 @@ from . import data as data_mod
 from . import images as images_mod
 from .config import Config
 from .errors import GankitError
-from .losses import LOSSES
-from .models import build, eval_mode
+from .diffaug import diff_augment, parse_policy
+from .ema import EMA
+from .losses import LOSSES, gradient_penalty, r1_penalty
+from .models import build, eval_mode, run_generator
 from .monitor import REMEDIES, Health, Quality
 
 SCALARS = ("loss_D", "loss_G", "D(x)", "D(G(z))")
@@ -74,30 +76,42 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         raise GankitError(f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
                           "or choose another --out")
     device = resolve_device(cfg.device)
+    loss = LOSSES[cfg.loss]
 
     # Data: decoded once into a uint8 tensor on the training device.
     data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
-    if not resume:
-        cfg = config_mod.override(cfg, {"channels": data.images.shape[1]})
+    if cfg.conditional and (data.labels is None or not data.classes):
+        raise GankitError(f"conditional=true needs a labeled source, and {cfg.data} has no labels "
+                          "(use class subfolders for a folder source)")
+    if not resume:  # write down what "auto" became, so config.toml describes the run exactly
+        cfg = config_mod.override(cfg, {
+            "channels": data.images.shape[1], "num_classes": len(data.classes) if cfg.conditional else 0,
+            "n_critic": cfg.n_critic or loss.n_critic, "d_norm": loss.d_norm if cfg.d_norm == "auto" else cfg.d_norm})
     images = data.images.to(device)
+    labels = data.labels.to(device) if cfg.conditional else None
 
     # Models and optimizers.
     torch.manual_seed(cfg.seed)
-    G, D = build(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size)
+    G, D = build(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes, cfg.d_norm, cfg.spectral_norm)
     fmt = torch.channels_last if cfg.channels_last and cfg.model != "mlp" else torch.contiguous_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+    ema = EMA(G, cfg.ema) if cfg.ema else None
+    sampler = ema.model if ema else G  # the generator that grids, evaluations and exports use
     # Without BatchNorm, D on [real; fake] in one call is the same function as two calls, and cheaper.
     joint_d = not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
-    rng = torch.Generator(device).manual_seed(cfg.seed)  # noise and augmentation draws
+    rng = torch.Generator(device).manual_seed(cfg.seed)  # noise, augmentation and penalty draws
     fixed_noise = torch.randn(cfg.sample_count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    fixed_labels = class_labels(cfg.sample_count, cfg.num_classes, device)
     epoch = step = 0
     if state is not None:
         G.load_state_dict(state["generator"])
         D.load_state_dict(state["discriminator"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        if ema:
+            ema.load_state_dict(state["ema"])
         rng.set_state(state["rng"].cpu())
         fixed_noise, epoch, step = state["fixed_noise"], int(state["epoch"]), int(state["step"])
         if epoch >= cfg.epochs:
@@ -105,10 +119,14 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                               f"pass --epochs N with N > {epoch} to train further")
     fixed_noise = fixed_noise.to(device)
     g_run, d_run = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
-    loss = LOSSES[cfg.loss]
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
                 else contextlib.nullcontext())
-    batches = data_mod.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, rng, fmt)
+    policy = parse_policy(cfg.diffaug)
+
+    def augment(x: torch.Tensor) -> torch.Tensor:  # DiffAugment: the same kind of draw for real and fake
+        return diff_augment(x, policy, rng) if policy else x
+
+    batches = data_mod.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, rng, fmt, labels)
     quality = None
     if cfg.eval_every and (data.labels is not None or cfg.evaluator):
         quality = Quality.for_data(data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, progress)
@@ -130,78 +148,112 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         log.record({"kind": "health", "issue": finding.kind, "epoch": finding.epoch, "step": finding.step,
                     "message": finding.message, "remedy": REMEDIES[finding.kind]})
 
-    health = Health(report)
+    health = Health(report, judge_d=loss.probability)
     log.watch = health.on_step
     if progress:
         what = f"resuming at epoch {epoch + 1} of {cfg.epochs}" if resume else f"training for {cfg.epochs} epochs"
-        print(f"gankit: {cfg.preset} ({cfg.model}) on {cfg.data}: {len(data)} images "
+        print(f"gankit: {cfg.preset} ({cfg.model}, {cfg.loss}) on {cfg.data}: {len(data)} images "
               f"{tuple(data.images.shape[1:])}, {device.type}, {what} -> {run_dir}", file=sys.stderr)
+
+    def prepare_sampler(at_step: int) -> None:
+        """EMA generator: BatchNorm statistics for the averaged weights, from noise seeded by the step."""
+        if ema:
+            g = torch.Generator(device).manual_seed(cfg.seed * 7919 + at_step)
+            ema.recalibrate(lambda n: (torch.randn(n, cfg.z_dim, device=device, generator=g),
+                                       *_labels_arg(class_labels(n, cfg.num_classes, device))))
+
+    def critic(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return d_run(x) if y is None else d_run(x, y)
 
     G.train()
     D.train()
     B, start, trained_images, stopped = cfg.batch_size, time.perf_counter(), 0, None
+    loss_g = torch.zeros((), device=device)
+    r1_scale = cfg.r1_gamma / 2 * cfg.r1_every
     try:
         for epoch in range(epoch, cfg.epochs):
             bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                        disable=not progress, leave=True, dynamic_ncols=True)
-            epoch_start = time.perf_counter()
-            for real in batches.epoch(epoch):
+            epoch_start, epoch_steps, out_of_time = time.perf_counter(), 0, False
+            for real, y in batches.epoch(epoch):  # y: the batch's labels (conditional runs), else None
+                g_step = (step + 1) % cfg.n_critic == 0  # n_critic D steps per G step
                 z = torch.randn(B, cfg.z_dim, device=device, generator=rng)
                 with autocast:
-                    fake = g_run(z)
-                    # update D: maximize log D(x) + log(1 - D(G(z)))  (the fake batch is detached from G)
+                    # fakes are drawn for the batch's own labels, so they follow the data's class mix
+                    with contextlib.nullcontext() if g_step else torch.no_grad():
+                        fake = run_generator(g_run, z, y)
+                    # update D: real up, fake down (the fake batch is detached from G)
+                    real_in, fake_in = augment(real), augment(fake.detach())
                     if joint_d:
-                        real_logits, fake_logits = d_run(torch.cat([real, fake.detach()])).split(B)
+                        both = None if y is None else torch.cat([y, y])
+                        real_logits, fake_logits = critic(torch.cat([real_in, fake_in]), both).split(B)
                     else:
-                        real_logits, fake_logits = d_run(real), d_run(fake.detach())
+                        real_logits, fake_logits = critic(real_in, y), critic(fake_in, y)
                     loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
+                    if loss.gradient_penalty:
+                        loss_d = loss_d + cfg.gp_lambda * gradient_penalty(lambda x: critic(x, y), real_in, fake_in, rng)
+                    if r1_scale and step % cfg.r1_every == 0:  # lazy R1, scaled by its interval
+                        loss_d = loss_d + r1_scale * r1_penalty(lambda x: critic(x, y), real_in)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
 
-                # update G: maximize log D(G(z)), reusing the same fake batch; D's weights need no gradient
-                D.requires_grad_(False)
-                with autocast:
-                    loss_g = loss.g(d_run(fake))
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                D.requires_grad_(True)
+                if g_step:
+                    # update G: raise D's score of the same fake batch; D's weights need no gradient
+                    D.requires_grad_(False)
+                    with autocast:
+                        loss_g = loss.g(critic(augment(fake), y))
+                    opt_g.zero_grad(set_to_none=True)
+                    loss_g.backward()
+                    opt_g.step()
+                    D.requires_grad_(True)
+                    if ema:
+                        ema.update(G)
 
                 step += 1
+                epoch_steps += 1
                 log.step(epoch + 1, step, torch.stack([
-                    loss_d.detach(), loss_g.detach(),
-                    torch.sigmoid(real_logits.detach()).mean(), torch.sigmoid(fake_logits.detach()).mean()]).float())
+                    loss_d.detach(), loss_g.detach(), loss.score(real_logits.detach().float()).mean(),
+                    loss.score(fake_logits.detach().float()).mean()]).float())
                 bar.update(1)
                 if step % cfg.log_every == 0:
                     bar.set_postfix(log.latest_postfix(), refresh=False)
+                    if cfg.time_limit and time.perf_counter() - start > cfg.time_limit:
+                        out_of_time = True
+                        break
             log.flush()
             seconds = time.perf_counter() - epoch_start
-            trained_images += len(batches) * B
-            speed = len(batches) * B / max(seconds, 1e-9)
+            trained_images += epoch_steps * B
+            speed = epoch_steps * B / max(seconds, 1e-9)
             bar.set_postfix({**log.latest_postfix(), "img/s": f"{speed:.0f}"})
             bar.close()
 
             # end of epoch: fixed-noise grid, generator export, then the checkpoint (last, atomically)
-            grid = sample_grid(G, fixed_noise)
+            prepare_sampler(step)
+            grid = sample_grid(sampler, fixed_noise, fixed_labels, nrow=cfg.num_classes or None)
             images_mod.save_png(grid, run_dir / ckpt.SAMPLES / f"epoch_{epoch + 1:03d}.png")
             log.writer.add_image("samples", grid, step)
             log.record({"kind": "epoch", "epoch": epoch + 1, "step": step, "seconds": round(seconds, 3),
                         "images_per_s": round(speed, 1)})
-            ckpt.export_generator(G, cfg, run_dir, epoch=epoch + 1, step=step)
+            ckpt.export_generator(sampler, cfg, run_dir, epoch=epoch + 1, step=step, classes=data.classes)
             stopped = None
-            if quality and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            if quality and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or out_of_time):
                 best_covered = quality.state.best_covered
-                values = quality.measure(G, cfg.z_dim, cfg.seed, device)
+                values = quality.measure(sampler, cfg.z_dim, cfg.seed, device, cfg.num_classes)
                 improved, stopped = quality.update(values, epoch + 1)
                 log.evaluation(epoch + 1, step, values, quality.floor, quality.n)
                 health.on_eval(epoch + 1, step, values, quality.reference.num_classes, best_covered,
                                quality.state.evaluations)
                 if improved:
-                    ckpt.export_generator(G, cfg, run_dir, name=ckpt.BEST, epoch=epoch + 1, step=step)
+                    ckpt.export_generator(sampler, cfg, run_dir, name=ckpt.BEST, epoch=epoch + 1, step=step,
+                                          classes=data.classes)
+            if out_of_time:
+                stopped = (f"time limit: stopped after {time.perf_counter() - start:.0f} s "
+                           f"(time_limit={cfg.time_limit:g}) in epoch {epoch + 1}, at step {step}")
             ckpt.save_checkpoint({
                 "generator": G.state_dict(), "discriminator": D.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                "ema": ema.state_dict() if ema else {},
                 "epoch": epoch + 1, "step": step, "rng": rng.get_state(),
                 "fixed_noise": fixed_noise.cpu(), "config": cfg.to_dict(),
                 "quality": quality.state_dict() if quality else {},
@@ -215,11 +267,33 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
 
     from .plots import plot_loss_curves
     plot_loss_curves(run_dir / ckpt.METRICS, run_dir / "loss_curves.png")
+    write_progress_gif(run_dir)
     seconds = time.perf_counter() - start
     best = quality.state if quality else None
     return RunResult(run_dir, epoch + 1, step, seconds, trained_images / max(seconds, 1e-9), log.last, stopped,
                      best.best_fd if best else None, best.best_epoch if best else 0,
                      [f.line() for f in health.findings])
+
+
+def class_labels(n: int, num_classes: int, device: str | torch.device = "cpu") -> torch.Tensor | None:
+    """0, 1, ..., num_classes - 1, 0, 1, ... (n labels), or None for an unconditional model."""
+    return torch.arange(n, device=device) % num_classes if num_classes else None
+
+
+def _labels_arg(labels: torch.Tensor | None) -> tuple:
+    return () if labels is None else (labels,)
+
+
+def write_progress_gif(run_dir: Path) -> Path | None:
+    """RUN_DIR/progress.gif: the per-epoch fixed-noise grids as an animation (the last one held longer)."""
+    paths = sorted((run_dir / ckpt.SAMPLES).glob("epoch_*.png"))
+    if not paths:
+        return None
+    frames = [images_mod.read_png(p) for p in paths]
+    frames += [frames[-1]] * 4
+    out = run_dir / "progress.gif"
+    ckpt.atomic_write(out, lambda tmp: images_mod.save_gif(frames, tmp, ms_per_frame=300))
+    return out
 
 
 def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress: bool = True) -> RunResult:
@@ -234,10 +308,11 @@ def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress:
 
 
 @torch.no_grad()
-def sample_grid(generator: torch.nn.Module, noise: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
-    """Generate from `noise` in eval mode and tile into one uint8 grid (C x H x W)."""
+def sample_grid(generator: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor | None = None,
+                nrow: int | None = None) -> torch.Tensor:
+    """Generate from `noise` (and labels) in eval mode and tile into one uint8 grid (C x H x W)."""
     with eval_mode(generator):
-        images = generator(noise)
+        images = run_generator(generator, noise, labels)
     return images_mod.grid(data_mod.to_uint8(images), nrow)
 
 

@@ -1,6 +1,9 @@
-"""Model registry: a name maps to a module with build(z_dim, channels, image_size) -> (G, D) and check_size.
+"""Model registry: a name maps to a module with build(z_dim, channels, image_size, d_norm) -> (G, D) and
+check_size. Each discriminator exposes `body` (images -> features) and `head` (features -> logit).
 
-A new architecture is one module plus one line here.
+A new architecture is one module plus one line here. What works on every architecture lives here:
+class conditioning (an embedded label appended to the noise for G, a projection head for D, Miyato &
+Koyama 2018) and spectral normalization of D.
 """
 
 from __future__ import annotations
@@ -8,20 +11,62 @@ from __future__ import annotations
 import contextlib
 from types import ModuleType
 
+import torch
 from torch import nn
 
 from . import dcgan, mlp
 
 MODELS: dict[str, ModuleType] = {"mlp": mlp, "dcgan": dcgan}
+LABEL_DIM = 16  # size of the class embedding appended to the noise of a conditional generator
 
 
-def build(name: str, z_dim: int, channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for a registered architecture; G maps (N, z_dim) noise to images in [-1, 1]."""
-    return MODELS[name].build(z_dim, channels, image_size)
+class ConditionalGenerator(nn.Module):
+    """G(z, y) = base([z, embed(y)]): the base generator sees z_dim + LABEL_DIM inputs."""
+
+    def __init__(self, base: nn.Module, num_classes: int):
+        super().__init__()
+        self.base, self.embed = base, nn.Embedding(num_classes, LABEL_DIM)
+        self.num_classes = num_classes
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.base(torch.cat([z, self.embed(y)], 1))
 
 
-def build_generator(name: str, z_dim: int, channels: int, image_size: int) -> nn.Module:
-    return build(name, z_dim, channels, image_size)[0]
+class ProjectionDiscriminator(nn.Module):
+    """D(x, y) = head(h) + <embed(y), h> with h = body(x): the projection discriminator."""
+
+    def __init__(self, base: nn.Module, num_classes: int):
+        super().__init__()
+        self.base = base
+        self.embed = nn.Embedding(num_classes, base.head.in_features)
+        nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.base.body(x)
+        return self.base.head(h).view(-1) + (self.embed(y) * h).sum(1)
+
+
+def build(name: str, z_dim: int, channels: int, image_size: int, num_classes: int = 0, d_norm: str = "batch",
+          spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) for a registered architecture; G maps (N, z_dim) noise (and, when
+    num_classes > 0, N labels) to images in [-1, 1]; D maps images (and labels) to N logits."""
+    G, D = MODELS[name].build(z_dim + (LABEL_DIM if num_classes else 0), channels, image_size, d_norm=d_norm)
+    if num_classes:
+        G, D = ConditionalGenerator(G, num_classes), ProjectionDiscriminator(D, num_classes)
+    if spectral_norm:
+        for module in list(D.modules()):
+            if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                nn.utils.parametrizations.spectral_norm(module)
+    return G, D
+
+
+def build_generator(name: str, z_dim: int, channels: int, image_size: int, num_classes: int = 0) -> nn.Module:
+    return build(name, z_dim, channels, image_size, num_classes)[0]
+
+
+def run_generator(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """G(z) or, for a conditional generator, G(z, labels)."""
+    return generator(z) if labels is None else generator(z, labels)
 
 
 @contextlib.contextmanager

@@ -46,10 +46,14 @@ def _g_block(cin: int, cout: int, k: int, s: int, p: int = 0) -> list[nn.Module]
     return [ConvTranspose2d(cin, cout, k, s, p, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
 
 
-def _d_block(cin: int, cout: int, k: int, s: int, p: int = 0, bn: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, p, bias=not bn)]
-    if bn:
+def _d_block(cin: int, cout: int, k: int, s: int, p: int = 0, norm: str = "batch") -> list[nn.Module]:
+    """Conv -> normalization -> LeakyReLU(0.2). norm: batch, layer (GroupNorm with one group: LayerNorm over
+    C x H x W with a per-channel affine, for critics that must treat each sample alone) or none."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, p, bias=norm == "none")]
+    if norm == "batch":
         layers.append(nn.BatchNorm2d(cout))
+    elif norm == "layer":
+        layers.append(nn.GroupNorm(1, cout))
     layers.append(nn.LeakyReLU(0.2, True))
     return layers
 
@@ -77,24 +81,30 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, channels: int, image_size: int, width: int = 64):
+    """`body` maps images to a feature vector, `head` (one Linear) to a logit; a projection head reuses body."""
+
+    def __init__(self, channels: int, image_size: int, width: int = 64, norm: str = "batch"):
         super().__init__()
         if image_size == 28:
             # 28x28 -> 13x13 -> 5x5 -> 1x1 (64 channels) -> Linear -> one logit
-            layers = (_d_block(channels, 16, 3, 2) + _d_block(16, 32, 5, 2) + _d_block(32, 64, 5, 2)
-                      + [nn.Flatten(), nn.Linear(64, 1)])
+            layers = (_d_block(channels, 16, 3, 2, norm=norm) + _d_block(16, 32, 5, 2, norm=norm)
+                      + _d_block(32, 64, 5, 2, norm=norm) + [nn.Flatten()])
+            features = 64
         else:
-            # image_size -> ... -> 4x4, widths doubling; no BatchNorm on the first block; 4x4 conv -> logit
+            # image_size -> ... -> 4x4, widths doubling; no normalization on the first block; then the
+            # standard 4x4 conv to one logit, written as the Linear it equals on a 4x4 input
             steps = {32: 3, 64: 4}[image_size]
             chans = [width * 2 ** i for i in range(steps)]
-            layers = _d_block(channels, chans[0], 4, 2, 1, bn=False)
+            layers = _d_block(channels, chans[0], 4, 2, 1, norm="none")
             for cin, cout in zip(chans, chans[1:]):
-                layers += _d_block(cin, cout, 4, 2, 1)
-            layers += [nn.Conv2d(chans[-1], 1, 4, 1, 0), nn.Flatten()]
-        self.net = nn.Sequential(*layers)
+                layers += _d_block(cin, cout, 4, 2, 1, norm=norm)
+            layers += [nn.Flatten()]
+            features = chans[-1] * 16
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1)
+        return self.head(self.body(x)).view(-1)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -104,14 +114,14 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
 
-def build(z_dim: int, channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
+def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch") -> tuple[nn.Module, nn.Module]:
     check_size(image_size)
-    g, d = DCGANGenerator(z_dim, channels, image_size), DCGANDiscriminator(channels, image_size)
+    g, d = DCGANGenerator(z_dim, channels, image_size), DCGANDiscriminator(channels, image_size, norm=d_norm)
     init_weights(g)
     init_weights(d)
     return g, d

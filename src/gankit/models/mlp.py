@@ -26,22 +26,22 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """C*H*W -> Linear(., 128) -> LeakyReLU(0.1) -> Linear(128, 1): one logit per image (no sigmoid)."""
+    """C*H*W -> Linear(., 128) -> LeakyReLU(0.1) -> Linear(128, 1): one logit per image (no sigmoid).
+
+    `body` (features) and `head` (the last Linear) are separate so a projection head can reuse the features.
+    """
 
     def __init__(self, shape: tuple[int, int, int]):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(math.prod(shape), 128),
-            nn.LeakyReLU(0.1),
-            nn.Linear(128, 1),
-        )
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), 128), nn.LeakyReLU(0.1))
+        self.head = nn.Linear(128, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1)
+        return self.head(self.body(x)).view(-1)
 
 
-def build(z_dim: int, channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
+def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch") -> tuple[nn.Module, nn.Module]:
+    """d_norm is accepted for the registry's sake: the tutorial's MLP discriminator has no normalization."""
     shape = (channels, image_size, image_size)
     return MLPGenerator(z_dim, shape), MLPDiscriminator(shape)
 
