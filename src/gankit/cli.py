@@ -43,8 +43,13 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="sample images from a trained run")
     g.add_argument("run_dir", metavar="RUN_DIR")
-    g.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    g.add_argument("-n", type=int, help="number of images (default 64), or of walks with --interpolate (default 8)")
     g.add_argument("-o", "--out", required=True, metavar="PATH", help=".png grid, .npy array, or a directory")
+    g.add_argument("--class", dest="klass", metavar="CLASS",
+                   help="draw only this class, by name or index (conditional runs)")
+    g.add_argument("--interpolate", type=int, default=0, metavar="FRAMES",
+                   help="straight-line walks between random latent points: one row of FRAMES images per walk")
+    g.add_argument("--gif", action="store_true", help="with --interpolate: also write the walks as an animated GIF")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
 
@@ -109,8 +114,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     from .generate import generate
 
-    out = generate(args.run_dir, args.n, args.out, seed=args.seed, device=args.device)
-    print(f"wrote {args.n} images to {out}")
+    out = generate(args.run_dir, args.n, args.out, seed=args.seed, device=args.device, klass=args.klass,
+                   interpolate=args.interpolate, gif=args.gif)
+    what = f"{args.n or 8} walks of {args.interpolate} frames" if args.interpolate else f"{args.n or 64} images"
+    print(f"wrote {what} to {out}" + (f" and {Path(out).with_suffix('.gif')}" if args.gif and out.suffix != ".gif" else ""))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

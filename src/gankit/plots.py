@@ -24,9 +24,9 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def plot_loss_curves(metrics_path: str | Path, out) -> Path | None:
+def plot_loss_curves(metrics_path: str | Path, out, probability: bool = True) -> Path | None:
     """Two panels: loss_D and loss_G; D(x) and D(G(z)). Raw values faint, moving average bold.
-    `out` is a path or a binary file object."""
+    `out` is a path or a binary file object; probability=False for losses whose D scores are raw outputs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +39,8 @@ def plot_loss_curves(metrics_path: str | Path, out) -> Path | None:
     window = max(1, len(rows) // 50)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for ax, keys, title in ((axes[0], ("loss_D", "loss_G"), "losses"),
-                            (axes[1], ("D(x)", "D(G(z))"), "discriminator outputs (probability)")):
+                            (axes[1], ("D(x)", "D(G(z))"),
+                             "discriminator outputs (probability)" if probability else "discriminator scores")):
         for key, color in zip(keys, ("tab:blue", "tab:orange")):
             values = np.array([r[key] for r in rows], dtype=float)
             ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
@@ -48,8 +49,9 @@ def plot_loss_curves(metrics_path: str | Path, out) -> Path | None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[1].set_ylim(0, 1)
-    axes[1].axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
+    if probability:
+        axes[1].set_ylim(0, 1)
+        axes[1].axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
     fig.tight_layout()
     fig.savefig(out, dpi=100, format="png")
     plt.close(fig)

@@ -60,7 +60,10 @@ def write_report(run_dir: str | Path) -> Path:
                      f"last epoch {epochs[-1]['images_per_s']:.0f} images/s.</p>")
 
     parts.append("<h2>Losses and discriminator outputs</h2>")
-    curves = _figure(lambda out: plot_loss_curves(log, out) is not None)
+    from .losses import LOSSES
+
+    probability = LOSSES[cfg.loss].probability
+    curves = _figure(lambda out: plot_loss_curves(log, out, probability=probability) is not None)
     parts.append(_img(curves, "loss curves") if curves else "<p>No training steps logged yet.</p>")
 
     parts.append("<h2>Quality during training</h2>")

@@ -105,6 +105,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     fixed_noise = torch.randn(cfg.sample_count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     fixed_labels = class_labels(cfg.sample_count, cfg.num_classes, device)
     epoch = step = 0
+    loss_g_carried = None  # G's last loss, logged on the D-only steps in between (n_critic > 1)
     if state is not None:
         G.load_state_dict(state["generator"])
         D.load_state_dict(state["discriminator"])
@@ -113,6 +114,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         if ema:
             ema.load_state_dict(state["ema"])
         rng.set_state(state["rng"].cpu())
+        loss_g_carried = state.get("loss_g")
         fixed_noise, epoch, step = state["fixed_noise"], int(state["epoch"]), int(state["step"])
         if epoch >= cfg.epochs:
             raise GankitError(f"{run_dir} already trained {epoch} of {cfg.epochs} epochs: "
@@ -168,7 +170,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     G.train()
     D.train()
     B, start, trained_images, stopped = cfg.batch_size, time.perf_counter(), 0, None
-    loss_g = torch.zeros((), device=device)
+    loss_g = torch.zeros((), device=device) if loss_g_carried is None else loss_g_carried.to(device)
     r1_scale = cfg.r1_gamma / 2 * cfg.r1_every
     try:
         for epoch in range(epoch, cfg.epochs):
@@ -253,7 +255,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             ckpt.save_checkpoint({
                 "generator": G.state_dict(), "discriminator": D.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                "ema": ema.state_dict() if ema else {},
+                "ema": ema.state_dict() if ema else {}, "loss_g": loss_g.detach().float().cpu(),
                 "epoch": epoch + 1, "step": step, "rng": rng.get_state(),
                 "fixed_noise": fixed_noise.cpu(), "config": cfg.to_dict(),
                 "quality": quality.state_dict() if quality else {},
@@ -266,7 +268,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         log.close()
 
     from .plots import plot_loss_curves
-    plot_loss_curves(run_dir / ckpt.METRICS, run_dir / "loss_curves.png")
+    plot_loss_curves(run_dir / ckpt.METRICS, run_dir / "loss_curves.png", probability=loss.probability)
     write_progress_gif(run_dir)
     seconds = time.perf_counter() - start
     best = quality.state if quality else None
