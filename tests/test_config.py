@@ -10,7 +10,7 @@ def test_presets_carry_the_tutorials_hyperparameters():
     dcgan = config.resolve("dcgan")
     assert (dcgan.model, dcgan.lr, dcgan.beta1, dcgan.beta2, dcgan.z_dim, dcgan.batch_size, dcgan.epochs) == \
         ("dcgan", 2e-3, 0.5, 0.99, 64, 128, 20)
-    assert dcgan.rotation == 20.0 and dcgan.loss == "bce" and dcgan.data == "mnist5k"
+    assert dcgan.rotation == 0.0 and dcgan.ema == 0.999 and dcgan.loss == "bce" and dcgan.data == "mnist5k"
     assert config.resolve().preset == "dcgan"
 
 

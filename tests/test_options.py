@@ -193,24 +193,35 @@ def test_time_limit_stops_and_keeps_a_resumable_run(tmp_path):
 # ---------------------------------------------------------------- conditional generation, walks
 
 
-def _stub_conditional_run(tmp_path, evaluator_data):
-    """A conditional mlp run whose generator draws, for label y, a real digit of class y (whatever z is)."""
-    from gankit import evaluator as ev
+@pytest.fixture(scope="module")
+def digit_evaluator(tmp_path_factory):
+    """A classifier of 1,000 real digits (better than the 256-digit one the tiny runs would get)."""
+    from gankit import classifier as clf
+    from gankit.data import load
 
-    model = ev.evaluator_for(evaluator_data, progress=False)
-    _, logits = model.embed(evaluator_data.images)
+    data = load("mnist5k", subset=1000)
+    model = clf.train_classifier(data, epochs=4, progress=False)
+    return data, model, clf.save_classifier(model, tmp_path_factory.mktemp("evaluator") / "digits.safetensors")
+
+
+def _stub_conditional_run(tmp_path, digit_evaluator):
+    """A conditional mlp run whose generator draws, for label y, a real digit of class y (whatever z is):
+    the digit of that class the evaluator is surest of."""
+    data, model, path = digit_evaluator
+    _, logits = model.embed(data.images)
     templates = []
     for c in range(10):
-        mine = (evaluator_data.labels == c) & (logits.argmax(1) == c)
+        mine = (data.labels == c) & (logits.argmax(1) == c)
+        assert mine.any(), f"the evaluator reads no {c} correctly"
         best = logits[:, c].masked_fill(~mine, -1e9).argmax()
-        templates.append(evaluator_data.images[best].float().div(127.5).sub(1).clamp(-0.999, 0.999).flatten())
+        templates.append(data.images[best].float().div(127.5).sub(1).clamp(-0.999, 0.999).flatten())
     G = build_generator("mlp", 64, 1, 28, num_classes=10)
     with torch.no_grad():
         for p in G.parameters():
             p.zero_()
         G.base.net[0].weight[:10, 64:74] = torch.eye(10)  # hidden unit c = [label == c]; z is ignored
         G.base.net[2].weight[:, :10] = torch.atanh(torch.stack(templates, 1))  # tanh(W h) = template
-    cfg = tiny_config(conditional=True, num_classes=10, channels=1)
+    cfg = tiny_config(conditional=True, num_classes=10, channels=1, evaluator=str(path))
     run = tmp_path / "stub"
     run.mkdir()
     config_mod.save(cfg, run / "config.toml")
@@ -218,18 +229,17 @@ def _stub_conditional_run(tmp_path, evaluator_data):
     return run, model
 
 
-def test_generate_class_is_honoured_and_evaluation_reports_class_accuracy(tmp_path, capsys):
-    from gankit.data import load
+def test_generate_class_is_honoured_and_evaluation_reports_class_accuracy(tmp_path, capsys, digit_evaluator):
     from gankit.evaluate import evaluate
 
-    run, evaluator = _stub_conditional_run(tmp_path, load("mnist5k", subset=256))
+    run, evaluator = _stub_conditional_run(tmp_path, digit_evaluator)
     assert main(["generate", str(run), "--class", "7", "-n", "12", "-o", str(tmp_path / "sevens.npy")]) == 0
     import numpy as np
 
     sevens = torch.from_numpy(np.load(tmp_path / "sevens.npy"))
     _, logits = evaluator.embed(sevens)
     assert sevens.shape == (12, 1, 28, 28) and (logits.argmax(1) == 7).all()
-    result = evaluate(run, n=100, progress=False)
+    result = evaluate(run, n=100, progress=False)  # the run's config names the evaluator
     assert result.values["class_accuracy"] == 1.0 and result.values["class_accuracy_per_class"] == [1.0] * 10
     assert result.values["classes_covered"] == 10
     assert "class accuracy" in result.table()
@@ -311,10 +321,8 @@ def test_bad_generate_options(tmp_path, capsys, mlp_run, extra, message):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_unknown_class_names_the_choices(tmp_path, capsys):
-    from gankit.data import load
-
-    run, _ = _stub_conditional_run(tmp_path, load("mnist5k", subset=256))
+def test_unknown_class_names_the_choices(tmp_path, capsys, digit_evaluator):
+    run, _ = _stub_conditional_run(tmp_path, digit_evaluator)
     assert main(["generate", str(run), "--class", "11", "-o", str(tmp_path / "x.png")]) == 2
     assert "this run draws 0, 1, 2" in capsys.readouterr().err
     with pytest.raises(GankitError):
