@@ -29,7 +29,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "hinge": {"rotation": "0", "loss": "hinge"},
     "hinge + spectral norm": {"rotation": "0", "loss": "hinge", "spectral_norm": "true"},
     # WGAN-GP with the paper's optimizer (Adam 1e-4, betas (0, 0.9)); the tutorial's 2e-3 makes it diverge
-    "wgan-gp": {"rotation": "0", "loss": "wgan-gp", "lr": "1e-4", "beta1": "0", "beta2": "0.9"},
+    "wgan-gp, Adam 1e-4 (0, 0.9)": {"rotation": "0", "loss": "wgan-gp", "lr": "1e-4", "beta1": "0", "beta2": "0.9"},
     "bce + r1 (gamma 0.1)": {"rotation": "0", "r1_gamma": "0.1"},
     "bce + spectral norm": {"rotation": "0", "spectral_norm": "true"},
     "bce + ttur (lr_d 4e-3, lr 1e-3)": {"rotation": "0", "lr": "1e-3", "lr_d": "4e-3"},
