@@ -66,6 +66,17 @@ def test_evaluate_with_inception_features_records_them(mlp_run, stub_weights, ca
     assert json.loads(capsys.readouterr().out)["features"] == "inception"
 
 
+def test_conditional_run_with_inception_features(tmp_path, stub_weights):
+    from gankit.train import train
+
+    from .conftest import tiny_config
+
+    run = tmp_path / "cond"
+    train(tiny_config(conditional=True, eval_every=0, subset=64), run, progress=False)
+    result = evaluate(run, n=20, features="inception", progress=False)
+    assert "class_accuracy" not in result.values and result.values["fd"] >= 0  # no classes in Inception space
+
+
 def test_inception_with_evaluator_is_refused(mlp_run, stub_weights, capsys):
     before = (mlp_run / "metrics.jsonl").read_bytes()
     assert main(["evaluate", str(mlp_run), "--features", "inception", "--evaluator", "x.safetensors"]) == 2

@@ -321,6 +321,24 @@ def test_bad_generate_options(tmp_path, capsys, mlp_run, extra, message):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_resume_on_another_device_kind_reseeds_with_a_warning(tmp_path, capsys):
+    from gankit.checkpoint import save_checkpoint
+    from gankit.train import resume
+
+    run = tmp_path / "run"
+    train(tiny_config(eval_every=0, subset=64), run, progress=False)
+    state = load_checkpoint(run)
+    state["rng_device"], state["rng"] = "cuda", torch.zeros(16, dtype=torch.uint8)  # as a CUDA run saves it
+    save_checkpoint(state, run)
+    result = resume(run, {"epochs": 2}, progress=True)
+    assert result.epochs == 2 and "losses will not match a straight run" in capsys.readouterr().err
+
+
+def test_generate_rejects_a_bad_device(tmp_path, capsys, mlp_run):
+    assert main(["generate", str(mlp_run), "-o", str(tmp_path / "x.png"), "--device", "gpu0"]) == 2
+    assert "--device must be auto, cpu or cuda[:N]" in capsys.readouterr().err
+
+
 def test_unknown_class_names_the_choices(tmp_path, capsys, digit_evaluator):
     run, _ = _stub_conditional_run(tmp_path, digit_evaluator)
     assert main(["generate", str(run), "--class", "11", "-o", str(tmp_path / "x.png")]) == 2

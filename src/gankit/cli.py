@@ -111,10 +111,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(result.summary())
 
 
+def _device(name: str) -> str:
+    """A --device value checked and resolved (auto -> cuda or cpu), or a one-line error."""
+    import re
+
+    from .train import resolve_device
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise GankitError(f"--device must be auto, cpu or cuda[:N], got '{name}'")
+    return str(resolve_device(name))
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     from .generate import generate
 
-    out = generate(args.run_dir, args.n, args.out, seed=args.seed, device=args.device, klass=args.klass,
+    out = generate(args.run_dir, args.n, args.out, seed=args.seed, device=_device(args.device), klass=args.klass,
                    interpolate=args.interpolate, gif=args.gif)
     what = f"{args.n or 8} walks of {args.interpolate} frames" if args.interpolate else f"{args.n or 64} images"
     print(f"wrote {what} to {out}" + (f" and {Path(out).with_suffix('.gif')}" if args.gif and out.suffix != ".gif" else ""))
@@ -125,7 +136,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     from .evaluate import evaluate
 
-    result = evaluate(args.run_dir, args.n, args.evaluator, best=args.best, seed=args.seed, device=args.device,
+    result = evaluate(args.run_dir, args.n, args.evaluator, best=args.best, seed=args.seed, device=_device(args.device),
                       progress=not args.json, features=args.features)
     print(json.dumps(result.to_dict()) if args.json else result.table())
 

@@ -7,6 +7,7 @@ The resolved config is written to RUN_DIR/config.toml and is all that later comm
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -50,7 +51,8 @@ class Config:
     d_norm: str = "auto"  # D's normalization: batch | layer | none; auto = layer for wgan-gp, else batch
     ema: float = 0.0  # generator EMA decay (e.g. 0.999); the EMA generator is sampled, evaluated, exported
     diffaug: str = ""  # differentiable augmentation of real and fake before D: translation,cutout,color
-    time_limit: float = 0.0  # seconds of training after which the run stops at the end of the step (0 = none)
+    time_limit: float = 0.0  # seconds of training, then the run ends cleanly (0 = none); the epoch it stops in
+    #                          counts as done, so a resumed run starts with the next one
     # machinery
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -190,13 +192,17 @@ def validate(cfg: Config) -> None:
     from .diffaug import parse_policy
 
     parse_policy(cfg.diffaug)
-    need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
+    need(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
          f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")
     MODELS[cfg.model].check_size(cfg.image_size)
 
 
 def save(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text("# gankit run configuration (resolved)\n" + tomli_w.dumps(cfg.to_dict()))
+    """Write the resolved config atomically (a crash never leaves a torn config.toml)."""
+    from .checkpoint import atomic_write
+
+    text = "# gankit run configuration (resolved)\n" + tomli_w.dumps(cfg.to_dict())
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def load(path: str | Path) -> Config:

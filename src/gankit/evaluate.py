@@ -55,9 +55,9 @@ def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, b
     ref = ev.reference_for(data, model)
     n_ref = min(n, len(ref.features_b))
     try:
-        labels = class_labels(n, cfg.num_classes) if cfg.num_classes and ref.num_classes else None
+        labels = class_labels(n, cfg.num_classes)  # a conditional generator needs labels in any feature space
         values = metrics.measure(lambda k: sample(generator, k, cfg.z_dim, seed, device=device, labels=labels),
-                                 model, ref, n, labels=labels)
+                                 model, ref, n, labels=labels if ref.num_classes else None)
     except ValueError as exc:
         raise GankitError(f"cannot evaluate {run_dir}: {exc}") from None
     result = Evaluation(Path(run_dir), "best" if best else "generator", features, int(info.get("epoch", 0)),

@@ -113,7 +113,14 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         opt_d.load_state_dict(state["opt_d"])
         if ema:
             ema.load_state_dict(state["ema"])
-        rng.set_state(state["rng"].cpu())
+        if state.get("rng_device", "cpu") == device.type:
+            rng.set_state(state["rng"].cpu())
+        else:  # a CPU generator's state does not fit a CUDA one: continue with a fresh, seeded stream
+            rng.manual_seed(cfg.seed * 1_000_003 + int(state["step"]))
+            if progress:
+                print(f"gankit: resuming on {device.type} a run trained on {state.get('rng_device', 'cpu')}: "
+                      "noise draws restart from a new seed, so losses will not match a straight run",
+                      file=sys.stderr)
         loss_g_carried = state.get("loss_g")
         fixed_noise, epoch, step = state["fixed_noise"], int(state["epoch"]), int(state["step"])
         if epoch >= cfg.epochs:
@@ -167,6 +174,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     def critic(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return d_run(x) if y is None else d_run(x, y)
 
+    def eager_critic(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return D(x) if y is None else D(x, y)
+
     G.train()
     D.train()
     B, start, trained_images, stopped = cfg.batch_size, time.perf_counter(), 0, None
@@ -192,10 +202,13 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                     else:
                         real_logits, fake_logits = critic(real_in, y), critic(fake_in, y)
                     loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
-                    if loss.gradient_penalty:
-                        loss_d = loss_d + cfg.gp_lambda * gradient_penalty(lambda x: critic(x, y), real_in, fake_in, rng)
-                    if r1_scale and step % cfg.r1_every == 0:  # lazy R1, scaled by its interval
-                        loss_d = loss_d + r1_scale * r1_penalty(lambda x: critic(x, y), real_in)
+                # penalties: in fp32 (outside autocast) and through the uncompiled D, since they need a
+                # double backward, which torch.compile does not support
+                if loss.gradient_penalty:
+                    loss_d = loss_d + cfg.gp_lambda * gradient_penalty(
+                        lambda x: eager_critic(x, y), real_in.float(), fake_in.float(), rng)
+                if r1_scale and step % cfg.r1_every == 0:  # lazy R1, scaled by its interval
+                    loss_d = loss_d + r1_scale * r1_penalty(lambda x: eager_critic(x, y), real_in.float())
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
@@ -256,7 +269,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                 "generator": G.state_dict(), "discriminator": D.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                 "ema": ema.state_dict() if ema else {}, "loss_g": loss_g.detach().float().cpu(),
-                "epoch": epoch + 1, "step": step, "rng": rng.get_state(),
+                "epoch": epoch + 1, "step": step, "rng": rng.get_state(), "rng_device": device.type,
                 "fixed_noise": fixed_noise.cpu(), "config": cfg.to_dict(),
                 "quality": quality.state_dict() if quality else {},
             }, run_dir)
