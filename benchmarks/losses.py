@@ -44,6 +44,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "bce + ema + ttur (lr_d 4e-3, lr 1e-3)": {"rotation": "0", "ema": "0.999", "lr": "1e-3", "lr_d": "4e-3"},
     "bce + ema, batch 64": {"rotation": "0", "ema": "0.999", "batch_size": "64"},
     "wgan-gp, Adam 5e-4 (0.5, 0.9)": {"rotation": "0", "loss": "wgan-gp", "lr": "5e-4", "beta2": "0.9"},
+    # third round: the optimizer around bce + ema
+    "bce + ema, lr 1e-3": {"rotation": "0", "ema": "0.999", "lr": "1e-3"},
+    "bce + ema + label smoothing 0.1": {"rotation": "0", "ema": "0.999", "label_smoothing": "0.1"},
 }
 KEYS = ("fd", "precision", "recall", "classes_covered", "class_accuracy")
 

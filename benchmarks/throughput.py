@@ -53,6 +53,9 @@ def write_idx(root: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
             struct.pack(">II", 2049, n) + labels.to(torch.uint8).numpy().tobytes())
 
 
+TUTORIAL_ROTATION = {"simple-gan": 0, "dcgan": 20}  # RandomRotation(20) is part of the DCGAN tutorial
+
+
 def tutorial_loop(preset: str, root: Path, steps: int, warmup: int = 3) -> float:
     """images/s of the tutorial-style loop (steps after `warmup` steps)."""
     import torchvision.transforms as T
@@ -63,7 +66,7 @@ def tutorial_loop(preset: str, root: Path, steps: int, warmup: int = 3) -> float
     from gankit.models import build
 
     p = PRESETS[preset]
-    aug = [T.RandomRotation((-20, 20))] if p["rotation"] else []
+    aug = [T.RandomRotation((-20, 20))] if TUTORIAL_ROTATION[preset] else []
     ds = MNIST(str(root), train=True, download=False, transform=T.Compose(aug + [T.ToTensor(), T.Normalize((0.5,), (0.5,))]))
     loader = DataLoader(ds, batch_size=p["batch_size"], shuffle=True)
     torch.manual_seed(0)
@@ -105,7 +108,8 @@ def gankit_loop(preset: str, epochs: int, work: Path) -> tuple[float, float]:
     from gankit.plots import read_metrics
     from gankit.train import train
 
-    cfg = config.resolve(preset, epochs=epochs, device="cpu")
+    # the same augmentation work as the tutorial loop (the dcgan preset no longer rotates by default)
+    cfg = config.resolve(preset, sets={"rotation": TUTORIAL_ROTATION[preset]}, epochs=epochs, device="cpu")
     result = train(cfg, work / f"run-{preset}", progress=False)
     epochs_rows = read_metrics(result.run_dir / "metrics.jsonl", kind="epoch")[1:]
     images = sum(r["images_per_s"] * r["seconds"] for r in epochs_rows)
