@@ -59,6 +59,7 @@ class Config:
     amp: bool = True  # bf16 autocast, used on CUDA only
     channels_last: bool = True  # memory format for the conv models
     compile: bool = False  # torch.compile the models (pays off on long CUDA runs)
+    fused: bool = True  # mlp + bce: the hand-written forward/backward step (gankit.fused), same math, ~3x faster
     # logging
     sample_count: int = 64  # images in the fixed-noise grid written every epoch
     log_every: int = 10  # steps between host syncs of the logged scalars (every step is still logged)
@@ -86,7 +87,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 FIELDS = {f.name: f for f in fields(Config)}
 # Keys that a resumed run may change; everything else would make the checkpoint meaningless.
-RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "log_every", "eval_every", "early_stop", "time_limit"}
+RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "fused", "log_every", "eval_every", "early_stop",
+                  "time_limit"}
 D_NORMS = ("auto", "batch", "layer", "none")
 
 

@@ -22,6 +22,8 @@ from .config import Config
 from .errors import GankitError
 from .diffaug import diff_augment, parse_policy
 from .ema import EMA
+from .fused import FusedMLPStep
+from .fused import supported as fused_supported
 from .losses import LOSSES, gradient_penalty, r1_penalty
 from .models import build, eval_mode, run_generator
 from .monitor import REMEDIES, Health, Quality
@@ -182,6 +184,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     B, start, trained_images, stopped = cfg.batch_size, time.perf_counter(), 0, None
     loss_g = torch.zeros((), device=device) if loss_g_carried is None else loss_g_carried.to(device)
     r1_scale = cfg.r1_gamma / 2 * cfg.r1_every
+    fused_step = FusedMLPStep(G, D, opt_g, opt_d, cfg.label_smoothing) if fused_supported(cfg) else None
     try:
         for epoch in range(epoch, cfg.epochs):
             bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
@@ -190,46 +193,51 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             for real, y in batches.epoch(epoch):  # y: the batch's labels (conditional runs), else None
                 g_step = (step + 1) % cfg.n_critic == 0  # n_critic D steps per G step
                 z = torch.randn(B, cfg.z_dim, device=device, generator=rng)
-                with autocast:
-                    # fakes are drawn for the batch's own labels, so they follow the data's class mix
-                    with contextlib.nullcontext() if g_step else torch.no_grad():
-                        fake = run_generator(g_run, z, y)
-                    # update D: real up, fake down (the fake batch is detached from G)
-                    real_in, fake_in = augment(real), augment(fake.detach())
-                    if joint_d:
-                        both = None if y is None else torch.cat([y, y])
-                        real_logits, fake_logits = critic(torch.cat([real_in, fake_in]), both).split(B)
-                    else:
-                        real_logits, fake_logits = critic(real_in, y), critic(fake_in, y)
-                    loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
-                # penalties: in fp32 (outside autocast) and through the uncompiled D, since they need a
-                # double backward, which torch.compile does not support
-                if loss.gradient_penalty:
-                    loss_d = loss_d + cfg.gp_lambda * gradient_penalty(
-                        lambda x: eager_critic(x, y), real_in.float(), fake_in.float(), rng)
-                if r1_scale and step % cfg.r1_every == 0:  # lazy R1, scaled by its interval
-                    loss_d = loss_d + r1_scale * r1_penalty(lambda x: eager_critic(x, y), real_in.float())
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-
-                if g_step:
-                    # update G: raise D's score of the same fake batch; D's weights need no gradient
-                    D.requires_grad_(False)
-                    with autocast:
-                        loss_g = loss.g(critic(augment(fake), y))
-                    opt_g.zero_grad(set_to_none=True)
-                    loss_g.backward()
-                    opt_g.step()
-                    D.requires_grad_(True)
+                if fused_step is not None:  # mlp + bce: the hand-written step (gankit.fused)
+                    loss_d, loss_g, d_real, d_fake = fused_step.step(real, z)
                     if ema:
                         ema.update(G)
+                else:
+                    with autocast:
+                        # fakes are drawn for the batch's own labels, so they follow the data's class mix
+                        with contextlib.nullcontext() if g_step else torch.no_grad():
+                            fake = run_generator(g_run, z, y)
+                        # update D: real up, fake down (the fake batch is detached from G)
+                        real_in, fake_in = augment(real), augment(fake.detach())
+                        if joint_d:
+                            both = None if y is None else torch.cat([y, y])
+                            real_logits, fake_logits = critic(torch.cat([real_in, fake_in]), both).split(B)
+                        else:
+                            real_logits, fake_logits = critic(real_in, y), critic(fake_in, y)
+                        loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
+                    # penalties: in fp32 (outside autocast) and through the uncompiled D, since they need a
+                    # double backward, which torch.compile does not support
+                    if loss.gradient_penalty:
+                        loss_d = loss_d + cfg.gp_lambda * gradient_penalty(
+                            lambda x: eager_critic(x, y), real_in.float(), fake_in.float(), rng)
+                    if r1_scale and step % cfg.r1_every == 0:  # lazy R1, scaled by its interval
+                        loss_d = loss_d + r1_scale * r1_penalty(lambda x: eager_critic(x, y), real_in.float())
+                    opt_d.zero_grad(set_to_none=True)
+                    loss_d.backward()
+                    opt_d.step()
+
+                    if g_step:
+                        # update G: raise D's score of the same fake batch; D's weights need no gradient
+                        D.requires_grad_(False)
+                        with autocast:
+                            loss_g = loss.g(critic(augment(fake), y))
+                        opt_g.zero_grad(set_to_none=True)
+                        loss_g.backward()
+                        opt_g.step()
+                        D.requires_grad_(True)
+                        if ema:
+                            ema.update(G)
+                    d_real = loss.score(real_logits.detach().float()).mean()
+                    d_fake = loss.score(fake_logits.detach().float()).mean()
 
                 step += 1
                 epoch_steps += 1
-                log.step(epoch + 1, step, torch.stack([
-                    loss_d.detach(), loss_g.detach(), loss.score(real_logits.detach().float()).mean(),
-                    loss.score(fake_logits.detach().float()).mean()]).float())
+                log.step(epoch + 1, step, torch.stack([loss_d.detach(), loss_g.detach(), d_real, d_fake]).float())
                 bar.update(1)
                 if step % cfg.log_every == 0:
                     bar.set_postfix(log.latest_postfix(), refresh=False)
