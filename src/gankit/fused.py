@@ -3,7 +3,7 @@
 Why hand-written: the tutorial's MLP pair is tiny (14 matmuls of 32-64 rows per step), and on a laptop CPU
 autograd's graph building, per-op dispatch and the optimizer's Python overhead cost as much as the matmuls
 themselves (profile in BENCHMARKS.md). Writing the two backward passes out (four Linear layers, LeakyReLU,
-Tanh, BCE-with-logits) takes one step from ~5 ms to under 2 ms. The math is exactly the autograd loop's:
+Tanh, BCE-with-logits) takes one step from ~5 ms to ~2 ms on a 2-core EPYC. The math is exactly the autograd loop's:
 D on [real; fake] in one call, the fake batch reused for the G step through the updated D, D's weights not
 updated by the G step, one-sided label smoothing; gradients are handed to the same torch.optim.Adam
 objects, so checkpoints, resume and EMA are unchanged. `tests/test_options.py` checks it against autograd.
