@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from gankit import checkpoint as ckpt
 from gankit import train as train_mod
@@ -10,7 +9,7 @@ from gankit.monitor import WINDOW, Diverged, Health, Quality
 from gankit.plots import read_metrics
 from gankit.train import resume, train
 
-from .conftest import snapshot, tiny_config
+from .conftest import tiny_config
 
 
 def test_early_stop_on_a_scripted_fd_sequence():

@@ -17,6 +17,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .models import run
+
 
 class EMA:
     def __init__(self, model: nn.Module, decay: float):
@@ -24,19 +26,21 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.updates = 0
         self._params = list(self.model.parameters())
+        self._sources = [p.detach() for p in model.parameters()]  # the live weights, updated in place
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self) -> None:
+        """One step towards the live model's current weights."""
         decay = self.current_decay()
-        torch._foreach_lerp_(self._params, [p.detach() for p in model.parameters()], 1.0 - decay)
+        torch._foreach_lerp_(self._params, self._sources, 1.0 - decay)
         self.updates += 1
 
     @torch.no_grad()
     def recalibrate(self, draw: Callable[[int], tuple], batches: int = 8, batch_size: int = 256) -> None:
-        """Recompute BatchNorm running statistics for the averaged weights; draw(n) -> G's call arguments."""
+        """Recompute BatchNorm running statistics for the averaged weights; draw(n) -> (noise, labels or None)."""
         norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not norms:
             return
@@ -47,7 +51,7 @@ class EMA:
         self.model.train()
         try:
             for _ in range(batches):
-                self.model(*draw(batch_size))
+                run(self.model, *draw(batch_size))
         finally:
             self.model.eval()
             for m, momentum in zip(norms, saved):

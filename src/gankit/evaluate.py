@@ -42,7 +42,7 @@ def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, b
     """Measure RUN_DIR's generator (or best.safetensors) on n samples; append the result to metrics.jsonl."""
     from . import evaluator as ev
     from .generate import sample
-    from .train import class_labels
+    from .models import class_labels
 
     if n < 10:
         raise GankitError(f"-n must be >= 10 for the metrics to mean anything, got {n}")

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from . import data as data_mod
-from .checkpoint import load_generator
+from .checkpoint import export_info, load_generator
 from .errors import GankitError
 from .images import grid, save_gif, save_png
-from .models import run_generator
+from .models import class_labels, run
 
 
 @torch.no_grad()
@@ -23,7 +23,7 @@ def sample(generator: torch.nn.Module, n: int, z_dim: int, seed: int = 0, batch:
     if noise is None:
         noise = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
     ys = [None] * len(noise.split(batch)) if labels is None else labels.split(batch)
-    return torch.cat([run_generator(generator, chunk.to(device), None if y is None else y.to(device)).float().cpu()
+    return torch.cat([run(generator, chunk.to(device), None if y is None else y.to(device)).float().cpu()
                       for chunk, y in zip(noise.split(batch), ys)])
 
 
@@ -65,8 +65,6 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
     if kind not in (".png", ".npy", "") and not (gif and kind == ".gif") and not out.is_dir():
         raise GankitError(f"output {out} must end in .png (grid) or .npy (array), or be a directory")
     generator, cfg = load_generator(run_dir, device)
-    from .checkpoint import export_info
-    from .train import class_labels
 
     total = n * interpolate if interpolate else n
     if klass is not None:

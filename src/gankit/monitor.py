@@ -141,15 +141,13 @@ class Quality:
                 num_classes: int = 0) -> dict:
         from . import metrics
         from .generate import sample
-        from .train import class_labels
+        from .models import class_labels, eval_mode
 
         if self.floor is None:
             self.floor = metrics.floor(self.reference, self.n, kid_subsets=10)
-        from .models import eval_mode
-
+        labels = class_labels(self.n, num_classes)
         try:
             with eval_mode(generator):
-                labels = class_labels(self.n, num_classes)
                 return metrics.measure(lambda n: sample(generator, n, z_dim, seed, device=device, labels=labels),
                                        self.evaluator, self.reference, self.n, kid_subsets=10, labels=labels)
         except ValueError:  # non-finite images: the worst possible FD

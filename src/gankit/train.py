@@ -25,7 +25,7 @@ from .ema import EMA
 from .fused import FusedMLPStep
 from .fused import supported as fused_supported
 from .losses import LOSSES, gradient_penalty, r1_penalty
-from .models import build, eval_mode, run_generator
+from .models import build, class_labels, eval_mode, run
 from .monitor import REMEDIES, Health, Quality
 
 SCALARS = ("loss_D", "loss_G", "D(x)", "D(G(z))")
@@ -171,13 +171,44 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         if ema:
             g = torch.Generator(device).manual_seed(cfg.seed * 7919 + at_step)
             ema.recalibrate(lambda n: (torch.randn(n, cfg.z_dim, device=device, generator=g),
-                                       *_labels_arg(class_labels(n, cfg.num_classes, device))))
+                                       class_labels(n, cfg.num_classes, device)))
 
-    def critic(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return d_run(x) if y is None else d_run(x, y)
+    def autograd_step(real, y, z, g_step: bool, loss_g):
+        """One D step (and, every n_critic steps, one G step) through autograd; (loss_D, loss_G, D(x), D(G(z)))."""
+        with autocast:
+            # fakes are drawn for the batch's own labels, so they follow the data's class mix
+            with contextlib.nullcontext() if g_step else torch.no_grad():
+                fake = run(g_run, z, y)
+            # update D: real up, fake down (the fake batch is detached from G)
+            real_in, fake_in = augment(real), augment(fake.detach())
+            if joint_d:
+                both = None if y is None else torch.cat([y, y])
+                real_logits, fake_logits = run(d_run, torch.cat([real_in, fake_in]), both).split(B)
+            else:
+                real_logits, fake_logits = run(d_run, real_in, y), run(d_run, fake_in, y)
+            loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
+        # penalties: in fp32 (outside autocast) and through the uncompiled D, since they need a double
+        # backward, which torch.compile does not support
+        if loss.gradient_penalty:
+            loss_d = loss_d + cfg.gp_lambda * gradient_penalty(lambda x: run(D, x, y), real_in.float(),
+                                                               fake_in.float(), rng)
+        if r1_scale and step % cfg.r1_every == 0:  # lazy R1, scaled by its interval
+            loss_d = loss_d + r1_scale * r1_penalty(lambda x: run(D, x, y), real_in.float())
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
 
-    def eager_critic(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return D(x) if y is None else D(x, y)
+        if g_step:
+            # update G: raise D's score of the same fake batch; D's weights need no gradient
+            D.requires_grad_(False)
+            with autocast:
+                loss_g = loss.g(run(d_run, augment(fake), y))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+        return (loss_d, loss_g, loss.score(real_logits.detach().float()).mean(),
+                loss.score(fake_logits.detach().float()).mean())
 
     G.train()
     D.train()
@@ -195,46 +226,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                 z = torch.randn(B, cfg.z_dim, device=device, generator=rng)
                 if fused_step is not None:  # mlp + bce: the hand-written step (gankit.fused)
                     loss_d, loss_g, d_real, d_fake = fused_step.step(real, z)
-                    if ema:
-                        ema.update(G)
                 else:
-                    with autocast:
-                        # fakes are drawn for the batch's own labels, so they follow the data's class mix
-                        with contextlib.nullcontext() if g_step else torch.no_grad():
-                            fake = run_generator(g_run, z, y)
-                        # update D: real up, fake down (the fake batch is detached from G)
-                        real_in, fake_in = augment(real), augment(fake.detach())
-                        if joint_d:
-                            both = None if y is None else torch.cat([y, y])
-                            real_logits, fake_logits = critic(torch.cat([real_in, fake_in]), both).split(B)
-                        else:
-                            real_logits, fake_logits = critic(real_in, y), critic(fake_in, y)
-                        loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
-                    # penalties: in fp32 (outside autocast) and through the uncompiled D, since they need a
-                    # double backward, which torch.compile does not support
-                    if loss.gradient_penalty:
-                        loss_d = loss_d + cfg.gp_lambda * gradient_penalty(
-                            lambda x: eager_critic(x, y), real_in.float(), fake_in.float(), rng)
-                    if r1_scale and step % cfg.r1_every == 0:  # lazy R1, scaled by its interval
-                        loss_d = loss_d + r1_scale * r1_penalty(lambda x: eager_critic(x, y), real_in.float())
-                    opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    opt_d.step()
-
-                    if g_step:
-                        # update G: raise D's score of the same fake batch; D's weights need no gradient
-                        D.requires_grad_(False)
-                        with autocast:
-                            loss_g = loss.g(critic(augment(fake), y))
-                        opt_g.zero_grad(set_to_none=True)
-                        loss_g.backward()
-                        opt_g.step()
-                        D.requires_grad_(True)
-                        if ema:
-                            ema.update(G)
-                    d_real = loss.score(real_logits.detach().float()).mean()
-                    d_fake = loss.score(fake_logits.detach().float()).mean()
-
+                    loss_d, loss_g, d_real, d_fake = autograd_step(real, y, z, g_step, loss_g)
+                if ema and g_step:
+                    ema.update()
                 step += 1
                 epoch_steps += 1
                 log.step(epoch + 1, step, torch.stack([loss_d.detach(), loss_g.detach(), d_real, d_fake]).float())
@@ -298,15 +293,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                      [f.line() for f in health.findings])
 
 
-def class_labels(n: int, num_classes: int, device: str | torch.device = "cpu") -> torch.Tensor | None:
-    """0, 1, ..., num_classes - 1, 0, 1, ... (n labels), or None for an unconditional model."""
-    return torch.arange(n, device=device) % num_classes if num_classes else None
-
-
-def _labels_arg(labels: torch.Tensor | None) -> tuple:
-    return () if labels is None else (labels,)
-
-
 def write_progress_gif(run_dir: Path) -> Path | None:
     """RUN_DIR/progress.gif: the per-epoch fixed-noise grids as an animation (the last one held longer)."""
     paths = sorted((run_dir / ckpt.SAMPLES).glob("epoch_*.png"))
@@ -335,7 +321,7 @@ def sample_grid(generator: torch.nn.Module, noise: torch.Tensor, labels: torch.T
                 nrow: int | None = None) -> torch.Tensor:
     """Generate from `noise` (and labels) in eval mode and tile into one uint8 grid (C x H x W)."""
     with eval_mode(generator):
-        images = run_generator(generator, noise, labels)
+        images = run(generator, noise, labels)
     return images_mod.grid(data_mod.to_uint8(images), nrow)
 
 

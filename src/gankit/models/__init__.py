@@ -66,9 +66,14 @@ def build_generator(name: str, z_dim: int, channels: int, image_size: int, num_c
     return build(name, z_dim, channels, image_size, num_classes)[0]
 
 
-def run_generator(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """G(z) or, for a conditional generator, G(z, labels)."""
-    return generator(z) if labels is None else generator(z, labels)
+def run(module: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """module(x) or, for a conditional G or D, module(x, labels)."""
+    return module(x) if labels is None else module(x, labels)
+
+
+def class_labels(n: int, num_classes: int, device: str | torch.device = "cpu") -> torch.Tensor | None:
+    """0, 1, ..., num_classes - 1, 0, 1, ... (n labels), or None for an unconditional model."""
+    return torch.arange(n, device=device) % num_classes if num_classes else None
 
 
 @contextlib.contextmanager
