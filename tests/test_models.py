@@ -76,3 +76,18 @@ def test_dcgan_rejects_sizes_it_cannot_make(size):
 
 def test_registry_lists_models():
     assert set(MODELS) >= {"mlp", "dcgan"}
+
+
+@pytest.mark.parametrize("name,size", [("dcgan", 28), ("dcgan", 32), ("mlp", 28)])
+def test_width_multipliers_scale_every_layer(name, size):
+    def widths(module):
+        return [m.out_features if isinstance(m, nn.Linear) else m.out_channels
+                for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+
+    G1, D1 = build(name, 64, 1, size)
+    G2, D2 = build(name, 64, 1, size, g_width=0.5, d_width=2)
+    # every hidden layer scaled, the output layers (image channels, one logit) unchanged
+    assert widths(G2)[:-1] == [w // 2 for w in widths(G1)[:-1]] and widths(G2)[-1] == widths(G1)[-1]
+    assert widths(D2)[:-1] == [w * 2 for w in widths(D1)[:-1]] and widths(D2)[-1] == 1
+    images = G2(torch.randn(4, 64))
+    assert images.shape == (4, 1, size, size) and D2(images).shape == (4,)

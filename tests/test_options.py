@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from gankit import config as config_mod
-from gankit.checkpoint import export_generator, load_checkpoint
+from gankit.checkpoint import export_generator, load_checkpoint, load_generator, load_run_config
 from gankit.cli import main
 from gankit.diffaug import POLICIES, cutout, diff_augment, parse_policy, translation
 from gankit.ema import EMA
@@ -290,6 +290,7 @@ def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys
     (["--set", "lr_d=-1"], "lr_d must be >= 0"),
     (["--set", "gp_lambda=-1"], "gp_lambda must be >= 0"),
     (["--set", "time_limit=-5"], "time_limit must be >= 0"),
+    (["--set", "d_width=0"], "g_width and d_width must be in (0, 16]"),
 ])
 def test_bad_option_values_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
@@ -371,3 +372,15 @@ def test_fused_mlp_step_matches_autograd(tmp_path):
         for key, value in fast[name].items():
             assert torch.allclose(value, slow[name][key], atol=1e-5), (name, key)
     assert not supported(tiny_config(loss="hinge")) and not supported(tiny_config(preset="dcgan"))
+
+
+def test_width_multipliers_train_and_rebuild_from_the_run(tmp_path):
+    # a wider D and a narrower G: trained, recorded in config.toml, and rebuilt by generate/evaluate
+    run = tmp_path / "wide"
+    train(tiny_config(preset="dcgan", subset=64, eval_every=0, g_width=0.5, d_width=2.0), run, progress=False)
+    cfg = load_run_config(run)
+    assert (cfg.g_width, cfg.d_width) == (0.5, 2.0)
+    generator, _ = load_generator(run)
+    first = next(m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+    assert first.out_channels == 128  # 256 * 0.5
+    assert generator(torch.randn(3, 64)).shape == (3, 1, 28, 28)

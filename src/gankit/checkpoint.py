@@ -118,7 +118,8 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
         weights = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise GankitError(f"{path} is corrupt or unreadable: {exc}") from None
-    generator = build_generator(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes).to(device)
+    generator = build_generator(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes,
+                                cfg.g_width).to(device)
     try:
         generator.load_state_dict(weights)
     except RuntimeError:

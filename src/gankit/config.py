@@ -26,6 +26,8 @@ class Config:
     loss: str = "bce"  # bce | lsgan | hinge | wgan-gp (see gankit.losses)
     conditional: bool = False  # class-conditional G (label embedding) and projection D; labeled sources only
     num_classes: int = 0  # set from the data when conditional
+    g_width: float = 1.0  # multiplies every G layer's channels (1 = the tutorial's network)
+    d_width: float = 1.0  # multiplies every D layer's channels
     # data
     data: str = "mnist5k"
     data_dir: str = ""  # "" -> $GANKIT_DATA_DIR or ~/.cache/gankit/data
@@ -191,6 +193,8 @@ def validate(cfg: Config) -> None:
     need(cfg.ema == 0 or 0.5 <= cfg.ema < 1, f"ema must be 0 (off) or a decay in [0.5, 1), got {cfg.ema}")
     need(cfg.time_limit >= 0, f"time_limit must be >= 0 seconds (0 = none), got {cfg.time_limit}")
     need(cfg.num_classes >= 0, f"num_classes must be >= 0, got {cfg.num_classes}")
+    need(0 < cfg.g_width <= 16 and 0 < cfg.d_width <= 16,
+         f"g_width and d_width must be in (0, 16], got {cfg.g_width}, {cfg.d_width}")
     from .diffaug import parse_policy
 
     parse_policy(cfg.diffaug)

@@ -1,5 +1,5 @@
-"""Model registry: a name maps to a module with build(z_dim, channels, image_size, d_norm) -> (G, D) and
-check_size. Each discriminator exposes `body` (images -> features) and `head` (features -> logit).
+"""Model registry: a name maps to a module with build(z_dim, channels, image_size, d_norm, g_width, d_width)
+-> (G, D) and check_size (widths: multipliers of the architecture's channel counts). Each discriminator exposes `body` (images -> features) and `head` (features -> logit).
 
 A new architecture is one module plus one line here. What works on every architecture lives here:
 class conditioning (a one-hot label appended to the noise for G, a projection head for D, Miyato &
@@ -49,10 +49,11 @@ class ProjectionDiscriminator(nn.Module):
 
 
 def build(name: str, z_dim: int, channels: int, image_size: int, num_classes: int = 0, d_norm: str = "batch",
-          spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
+          spectral_norm: bool = False, g_width: float = 1.0, d_width: float = 1.0) -> tuple[nn.Module, nn.Module]:
     """(generator, discriminator) for a registered architecture; G maps (N, z_dim) noise (and, when
     num_classes > 0, N labels) to images in [-1, 1]; D maps images (and labels) to N logits."""
-    G, D = MODELS[name].build(z_dim + num_classes, channels, image_size, d_norm=d_norm)
+    G, D = MODELS[name].build(z_dim + num_classes, channels, image_size, d_norm=d_norm, g_width=g_width,
+                              d_width=d_width)
     if num_classes:
         G, D = ConditionalGenerator(G, num_classes), ProjectionDiscriminator(D, num_classes)
     if spectral_norm:
@@ -62,8 +63,9 @@ def build(name: str, z_dim: int, channels: int, image_size: int, num_classes: in
     return G, D
 
 
-def build_generator(name: str, z_dim: int, channels: int, image_size: int, num_classes: int = 0) -> nn.Module:
-    return build(name, z_dim, channels, image_size, num_classes)[0]
+def build_generator(name: str, z_dim: int, channels: int, image_size: int, num_classes: int = 0,
+                    g_width: float = 1.0) -> nn.Module:
+    return build(name, z_dim, channels, image_size, num_classes, g_width=g_width)[0]
 
 
 def run(module: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

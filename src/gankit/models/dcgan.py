@@ -3,6 +3,7 @@
 28x28: the DCGAN-on-MNIST project's stack, layer for layer.
 32x32 and 64x64: the standard DCGAN stack (Radford et al. 2015) for RGB folders: 4x4 kernels, stride 2,
 channel width halving (G) or doubling (D) per resolution step.
+`g_width` / `d_width` scale every layer's channels (1 = the published widths).
 All weights N(0, 0.02), BatchNorm scales N(1, 0.02), as in the DCGAN paper.
 """
 
@@ -58,18 +59,24 @@ def _d_block(cin: int, cout: int, k: int, s: int, p: int = 0, norm: str = "batch
     return layers
 
 
+def scaled(widths: tuple[int, ...], factor: float) -> list[int]:
+    """Channel counts multiplied by a width factor (at least 1 each)."""
+    return [max(1, round(w * factor)) for w in widths]
+
+
 class DCGANGenerator(nn.Module):
-    def __init__(self, z_dim: int, channels: int, image_size: int, width: int = 64):
+    def __init__(self, z_dim: int, channels: int, image_size: int, width: float = 1.0):
         super().__init__()
         self.z_dim = z_dim
         if image_size == 28:
-            # noise(z x 1 x 1) -> 3x3 -> 6x6 -> 13x13 -> 28x28
-            layers = (_g_block(z_dim, 256, 3, 2) + _g_block(256, 128, 4, 1) + _g_block(128, 64, 3, 2)
-                      + [ConvTranspose2d(64, channels, 4, 2), nn.Tanh()])
+            # noise(z x 1 x 1) -> 3x3 -> 6x6 -> 13x13 -> 28x28, 256 -> 128 -> 64 channels
+            a, b, c = scaled((256, 128, 64), width)
+            layers = (_g_block(z_dim, a, 3, 2) + _g_block(a, b, 4, 1) + _g_block(b, c, 3, 2)
+                      + [ConvTranspose2d(c, channels, 4, 2), nn.Tanh()])
         else:
-            # noise -> 4x4 -> 8x8 -> ... -> image_size, widths halving towards the image
+            # noise -> 4x4 -> 8x8 -> ... -> image_size, widths halving towards the image (64 at the last)
             steps = {32: 3, 64: 4}[image_size]
-            chans = [width * 2 ** (steps - 1 - i) for i in range(steps)]
+            chans = scaled(tuple(64 * 2 ** (steps - 1 - i) for i in range(steps)), width)
             layers = _g_block(z_dim, chans[0], 4, 1, 0)
             for cin, cout in zip(chans, chans[1:]):
                 layers += _g_block(cin, cout, 4, 2, 1)
@@ -83,18 +90,19 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """`body` maps images to a feature vector, `head` (one Linear) to a logit; a projection head reuses body."""
 
-    def __init__(self, channels: int, image_size: int, width: int = 64, norm: str = "batch"):
+    def __init__(self, channels: int, image_size: int, width: float = 1.0, norm: str = "batch"):
         super().__init__()
         if image_size == 28:
-            # 28x28 -> 13x13 -> 5x5 -> 1x1 (64 channels) -> Linear -> one logit
-            layers = (_d_block(channels, 16, 3, 2, norm=norm) + _d_block(16, 32, 5, 2, norm=norm)
-                      + _d_block(32, 64, 5, 2, norm=norm) + [nn.Flatten()])
-            features = 64
+            # 28x28 -> 13x13 -> 5x5 -> 1x1, 16 -> 32 -> 64 channels -> Linear -> one logit
+            a, b, c = scaled((16, 32, 64), width)
+            layers = (_d_block(channels, a, 3, 2, norm=norm) + _d_block(a, b, 5, 2, norm=norm)
+                      + _d_block(b, c, 5, 2, norm=norm) + [nn.Flatten()])
+            features = c
         else:
-            # image_size -> ... -> 4x4, widths doubling; no normalization on the first block; then the
+            # image_size -> ... -> 4x4, widths doubling from 64; no normalization on the first block; then the
             # standard 4x4 conv to one logit, written as the Linear it equals on a 4x4 input
             steps = {32: 3, 64: 4}[image_size]
-            chans = [width * 2 ** i for i in range(steps)]
+            chans = scaled(tuple(64 * 2 ** i for i in range(steps)), width)
             layers = _d_block(channels, chans[0], 4, 2, 1, norm="none")
             for cin, cout in zip(chans, chans[1:]):
                 layers += _d_block(cin, cout, 4, 2, 1, norm=norm)
@@ -119,9 +127,11 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch") -> tuple[nn.Module, nn.Module]:
+def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch", g_width: float = 1.0,
+          d_width: float = 1.0) -> tuple[nn.Module, nn.Module]:
     check_size(image_size)
-    g, d = DCGANGenerator(z_dim, channels, image_size), DCGANDiscriminator(channels, image_size, norm=d_norm)
+    g = DCGANGenerator(z_dim, channels, image_size, g_width)
+    d = DCGANDiscriminator(channels, image_size, d_width, norm=d_norm)
     init_weights(g)
     init_weights(d)
     return g, d

@@ -1,4 +1,5 @@
-"""The simple-GAN tutorial's networks, exactly: fully connected, LeakyReLU(0.1), one hidden layer each."""
+"""The simple-GAN tutorial's networks, exactly: fully connected, LeakyReLU(0.1), one hidden layer each
+(256 units in G, 128 in D; `g_width` / `d_width` scale them)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from torch import nn
 class MLPGenerator(nn.Module):
     """z -> Linear(z, 256) -> LeakyReLU(0.1) -> Linear(256, C*H*W) -> Tanh, reshaped to C x H x W."""
 
-    def __init__(self, z_dim: int, shape: tuple[int, int, int]):
+    def __init__(self, z_dim: int, shape: tuple[int, int, int], hidden: int = 256):
         super().__init__()
         self.shape = shape
         self.net = nn.Sequential(
-            nn.Linear(z_dim, 256),
+            nn.Linear(z_dim, hidden),
             nn.LeakyReLU(0.1),
-            nn.Linear(256, math.prod(shape)),
+            nn.Linear(hidden, math.prod(shape)),
             nn.Tanh(),
         )
 
@@ -31,19 +32,21 @@ class MLPDiscriminator(nn.Module):
     `body` (features) and `head` (the last Linear) are separate so a projection head can reuse the features.
     """
 
-    def __init__(self, shape: tuple[int, int, int]):
+    def __init__(self, shape: tuple[int, int, int], hidden: int = 128):
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), 128), nn.LeakyReLU(0.1))
-        self.head = nn.Linear(128, 1)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), hidden), nn.LeakyReLU(0.1))
+        self.head = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)).view(-1)
 
 
-def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch") -> tuple[nn.Module, nn.Module]:
+def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch", g_width: float = 1.0,
+          d_width: float = 1.0) -> tuple[nn.Module, nn.Module]:
     """d_norm is accepted for the registry's sake: the tutorial's MLP discriminator has no normalization."""
     shape = (channels, image_size, image_size)
-    return MLPGenerator(z_dim, shape), MLPDiscriminator(shape)
+    return (MLPGenerator(z_dim, shape, max(1, round(256 * g_width))),
+            MLPDiscriminator(shape, max(1, round(128 * d_width))))
 
 
 def check_size(image_size: int) -> None:
