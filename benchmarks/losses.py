@@ -1,12 +1,15 @@
 """Losses and training options on mnist5k at an equal wall-clock budget: which works best here?
 
 Every variant starts from the dcgan preset, changes only what its row says, and trains for the same number
-of seconds (time_limit; evaluations every epoch are part of the budget, as they are for a user). Then its
-best and last generators are measured with n = 2,500 samples against the real-vs-real floor at that size.
+of seconds (time_limit; evaluations every epoch are part of the budget, as they are for a user), or with
+--epochs N for the same number of epochs (the default run's length is 20). Then its best and last
+generators are measured with n = 2,500 samples against the real-vs-real floor at that size. With --seeds
+each variant is trained once per seed and the table shows the mean best FD and each seed's.
 The evaluator is trained (or taken from the cache) before the first variant, outside every budget.
 
 Prints one JSON object; with --table PATH also writes the markdown table that BENCHMARKS.md shows.
-Usage: python benchmarks/losses.py [--seconds 90] [--variants bce ema ...] [--out DIR] [--table t.md]
+Usage: python benchmarks/losses.py [--seconds 90 | --epochs 20] [--seeds 0 1 2] [--variants NAME ...]
+       [--out DIR] [--table t.md]
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ VARIANTS: dict[str, dict[str, str]] = {
     # third round: the optimizer around bce + ema
     "bce + ema, lr 1e-3": {"rotation": "0", "ema": "0.999", "lr": "1e-3"},
     "bce + ema + label smoothing 0.1": {"rotation": "0", "ema": "0.999", "label_smoothing": "0.1"},
+    # fourth round: capacity (the tutorial's D has 16-32-64 channels, its G 256-128-64)
+    "bce + ema, d_width 2": {"rotation": "0", "ema": "0.999", "d_width": "2"},
+    "bce + ema, d_width 4": {"rotation": "0", "ema": "0.999", "d_width": "4"},
+    "bce + ema, g_width 0.5, d_width 2": {"rotation": "0", "ema": "0.999", "g_width": "0.5", "d_width": "2"},
 }
 KEYS = ("fd", "precision", "recall", "classes_covered", "class_accuracy")
 
@@ -54,6 +61,8 @@ KEYS = ("fd", "precision", "recall", "classes_covered", "class_accuracy")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=90.0, help="training budget per variant")
+    parser.add_argument("--epochs", type=int, help="train this many epochs per variant instead of --seconds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="train each variant once per seed")
     parser.add_argument("--variants", nargs="+", help="names (default: all); see VARIANTS")
     parser.add_argument("--out", help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--table", help="also write a markdown table here")
@@ -70,18 +79,24 @@ def main() -> None:
 
     ev.reference_for(data := data_mod.load("mnist5k"), ev.evaluator_for(data, progress=False))
     names = args.variants or list(VARIANTS)
-    out = {"benchmark": "losses", "machine": machine(), "data": "mnist5k", "seconds": args.seconds, "n": args.n,
-           "variants": {}}
+    budget = ({"epochs": str(args.epochs)} if args.epochs
+              else {"epochs": "1000", "time_limit": str(args.seconds)})
+    out = {"benchmark": "losses", "machine": machine(), "data": "mnist5k", "n": args.n, "seeds": args.seeds,
+           "budget": f"{args.epochs} epochs" if args.epochs else f"{args.seconds:.0f} s", "variants": {}}
     for i, name in enumerate(names):
-        sets = {**VARIANTS[name], "epochs": "1000", "time_limit": str(args.seconds)}
-        cfg = config.resolve("dcgan", None, sets)
-        result = train(cfg, work / f"v{i:02d}", progress=False)
-        last = evaluate(result.run_dir, args.n, progress=False)
-        best = evaluate(result.run_dir, args.n, best=True, progress=False)
-        row = {"set": VARIANTS[name], "run": str(result.run_dir), "steps": result.steps, "epochs": result.epochs,
-               "images_per_s": round(result.images_per_s, 1), "best_epoch": best.epoch,
-               "best": {k: best.values.get(k) for k in KEYS}, "last": {k: last.values.get(k) for k in KEYS},
-               "floor": {k: last.floor.get(k) for k in KEYS}, "health": result.health}
+        runs = []
+        for seed in args.seeds:
+            cfg = config.resolve("dcgan", None, {**VARIANTS[name], **budget, "seed": str(seed)})
+            result = train(cfg, work / f"v{i:02d}-s{seed}", progress=False)
+            last = evaluate(result.run_dir, args.n, progress=False)
+            best = evaluate(result.run_dir, args.n, best=True, progress=False)
+            runs.append({"seed": seed, "run": str(result.run_dir), "steps": result.steps, "epochs": result.epochs,
+                         "seconds": round(result.seconds, 1), "images_per_s": round(result.images_per_s, 1),
+                         "best_epoch": best.epoch, "best": {k: best.values.get(k) for k in KEYS},
+                         "last": {k: last.values.get(k) for k in KEYS}, "floor": {k: last.floor.get(k) for k in KEYS},
+                         "health": result.health})
+        row = {"set": VARIANTS[name], "runs": runs,
+               "mean_best_fd": round(sum(r["best"]["fd"] for r in runs) / len(runs), 3)}
         out["variants"][name] = row
         print(json.dumps({name: row}), file=sys.stderr)
     print(json.dumps(out, indent=2))
@@ -90,14 +105,23 @@ def main() -> None:
 
 
 def markdown(out: dict) -> str:
-    floor = next(iter(out["variants"].values()))["floor"]
-    lines = [f"| variant ({out['seconds']:.0f} s each) | best FD | last FD | precision | recall | classes | "
-             "class acc. | images/s | steps |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in out["variants"].items():
-        b = r["best"]
-        acc = f"{b['class_accuracy']:.2f}" if b.get("class_accuracy") is not None else ""
-        lines.append(f"| {name} | {b['fd']:.1f} | {r['last']['fd']:.1f} | {b['precision']:.2f} | {b['recall']:.2f} | "
-                     f"{b['classes_covered']} | {acc} | {r['images_per_s']:.0f} | {r['steps']} |")
+    """One row per variant; with several seeds the FD columns are means and the seeds' best FDs follow."""
+    floor = next(iter(out["variants"].values()))["runs"][0]["floor"]
+
+    def mean(rows, get):
+        return sum(get(r) for r in rows) / len(rows)
+
+    lines = [f"| variant ({out['budget']} each) | best FD | last FD | precision | recall | classes | "
+             "class acc. | images/s | steps | best FD per seed |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, v in out["variants"].items():
+        rs = v["runs"]
+        acc = ("" if rs[0]["best"].get("class_accuracy") is None
+               else f"{mean(rs, lambda r: r['best']['class_accuracy']):.2f}")
+        per_seed = ", ".join(f"{r['best']['fd']:.1f}" for r in rs) if len(rs) > 1 else ""
+        lines.append(f"| {name} | {v['mean_best_fd']:.1f} | {mean(rs, lambda r: r['last']['fd']):.1f} | "
+                     f"{mean(rs, lambda r: r['best']['precision']):.2f} | {mean(rs, lambda r: r['best']['recall']):.2f} | "
+                     f"{min(r['best']['classes_covered'] for r in rs)} | {acc} | "
+                     f"{mean(rs, lambda r: r['images_per_s']):.0f} | {mean(rs, lambda r: r['steps']):.0f} | {per_seed} |")
     lines.append(f"| real vs real (floor) | {floor['fd']:.2f} | | {floor['precision']:.2f} | {floor['recall']:.2f} | "
                  f"{floor['classes_covered']} | | | |")
     return "\n".join(lines) + "\n"

@@ -108,8 +108,10 @@ def gankit_loop(preset: str, epochs: int, work: Path) -> tuple[float, float]:
     from gankit.plots import read_metrics
     from gankit.train import train
 
-    # the same augmentation work as the tutorial loop (the dcgan preset no longer rotates by default)
-    cfg = config.resolve(preset, sets={"rotation": TUTORIAL_ROTATION[preset]}, epochs=epochs, device="cpu")
+    # the same networks and augmentation work as the tutorial loop (the dcgan preset no longer rotates by
+    # default; the widths are pinned so that a preset with other widths is still compared like for like)
+    cfg = config.resolve(preset, sets={"rotation": TUTORIAL_ROTATION[preset], "g_width": 1, "d_width": 1},
+                         epochs=epochs, device="cpu")
     result = train(cfg, work / f"run-{preset}", progress=False)
     epochs_rows = read_metrics(result.run_dir / "metrics.jsonl", kind="epoch")[1:]
     images = sum(r["images_per_s"] * r["seconds"] for r in epochs_rows)
