@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from gankit import config as config_mod
-from gankit.checkpoint import export_generator, load_checkpoint, load_generator, load_run_config
+from gankit.checkpoint import export_generator, export_info, load_checkpoint, load_generator, load_run_config
 from gankit.cli import main
 from gankit.diffaug import POLICIES, cutout, diff_augment, parse_policy, translation
 from gankit.ema import EMA
@@ -384,3 +384,4 @@ def test_width_multipliers_train_and_rebuild_from_the_run(tmp_path):
     first = next(m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d))
     assert first.out_channels == 128  # 256 * 0.5
     assert generator(torch.randn(3, 64)).shape == (3, 1, 28, 28)
+    assert export_info(run, "generator.safetensors")["g_width"] == 0.5  # the export describes itself

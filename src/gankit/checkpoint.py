@@ -93,9 +93,9 @@ def export_generator(generator: torch.nn.Module, cfg: config_mod.Config, run_dir
 
 
 def model_spec(cfg: config_mod.Config) -> dict[str, Any]:
-    """What it takes to rebuild the generator: architecture, noise size, image shape, classes."""
-    return {"model": cfg.model, "z_dim": cfg.z_dim, "channels": cfg.channels, "image_size": cfg.image_size,
-            "num_classes": cfg.num_classes}
+    """What it takes to rebuild the generator: architecture and width, noise size, image shape, classes."""
+    return {"model": cfg.model, "g_width": cfg.g_width, "z_dim": cfg.z_dim, "channels": cfg.channels,
+            "image_size": cfg.image_size, "num_classes": cfg.num_classes}
 
 
 def load_run_config(run_dir: str | Path) -> config_mod.Config:
