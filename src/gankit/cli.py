@@ -113,11 +113,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _device(name: str) -> str:
     """A --device value checked and resolved (auto -> cuda or cpu), or a one-line error."""
-    import re
-
+    from .config import DEVICE
     from .train import resolve_device
 
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+    if not DEVICE.fullmatch(name):
         raise GankitError(f"--device must be auto, cpu or cuda[:N], got '{name}'")
     return str(resolve_device(name))
 

@@ -92,6 +92,7 @@ FIELDS = {f.name: f for f in fields(Config)}
 RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "fused", "log_every", "eval_every", "early_stop",
                   "time_limit"}
 D_NORMS = ("auto", "batch", "layer", "none")
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # what device / --device accept
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -198,7 +199,7 @@ def validate(cfg: Config) -> None:
     from .diffaug import parse_policy
 
     parse_policy(cfg.diffaug)
-    need(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
+    need(DEVICE.fullmatch(cfg.device) is not None,
          f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")
     MODELS[cfg.model].check_size(cfg.image_size)
 

@@ -42,6 +42,7 @@ class FusedMLPStep:
         self.d_params = [d1.weight, d1.bias, d2.weight, d2.bias]
         self.opt_g, self.opt_d, self.smoothing = opt_g, opt_d, label_smoothing
         self.direct = True  # call the fused Adam kernel directly (see _apply)
+        self._state: dict[int, tuple[list, list, list]] = {}  # per optimizer: its step, exp_avg, exp_avg_sq
         self._target = torch.empty(0)
 
     def _targets(self, B: int, device: torch.device) -> torch.Tensor:
@@ -51,22 +52,38 @@ class FusedMLPStep:
                                       torch.zeros(B, device=device)])
         return self._target
 
+    def _direct_state(self, params: list[torch.Tensor], opt: torch.optim.Optimizer) -> tuple | None:
+        """(steps, exp_avgs, exp_avg_sqs) of opt's state for params, gathered once it exists (the tensors are
+        updated in place from then on), or None while it does not or the kernel cannot serve this optimizer."""
+        cached = self._state.get(id(opt))
+        if cached is None:
+            state = [opt.state.get(p) for p in params]
+            group = opt.param_groups[0]
+            if not (all(state) and len(opt.param_groups) == 1 and not group["amsgrad"]):
+                return None
+            try:
+                cached = tuple([st[key] for st in state] for key in ("step", "exp_avg", "exp_avg_sq"))
+            except KeyError:  # another torch's state layout: the public path
+                self.direct = False
+                return None
+            self._state[id(opt)] = cached
+        return cached
+
     def _apply(self, params: list[torch.Tensor], grads: list[torch.Tensor], opt: torch.optim.Optimizer) -> None:
         """Adam on these gradients, in the optimizer's own state. Once the state exists, the fused Adam kernel
         is called directly: opt.step() costs ~170 us of Python per call here, more than the kernel."""
-        state = [opt.state.get(p) for p in params]
-        group = opt.param_groups[0]
-        if self.direct and all(state) and len(opt.param_groups) == 1 and not group["amsgrad"]:
+        state = self._direct_state(params, opt) if self.direct else None
+        if state is not None:
+            steps, exp_avgs, exp_avg_sqs = state
+            group = opt.param_groups[0]
+            beta1, beta2 = group["betas"]
+            torch._foreach_add_(steps, 1)  # what torch.optim's fused path does before its kernel
             try:
-                steps = [st["step"] for st in state]
-                torch._foreach_add_(steps, 1)  # what torch.optim's fused path does before its kernel
-                beta1, beta2 = group["betas"]
-                torch._fused_adam_(params, grads, [st["exp_avg"] for st in state],
-                                   [st["exp_avg_sq"] for st in state], [], steps, lr=group["lr"], beta1=beta1,
+                torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"], beta1=beta1,
                                    beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                                    amsgrad=False, maximize=group["maximize"])
                 return
-            except (AttributeError, RuntimeError, TypeError, KeyError):  # another torch: the public path
+            except (AttributeError, RuntimeError, TypeError):  # another torch: the public path
                 self.direct = False
                 torch._foreach_add_(steps, -1)
         for p, g in zip(params, grads):

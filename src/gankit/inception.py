@@ -66,10 +66,10 @@ class InceptionFeatures(nn.Module):
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [-1, 1] float images (N x C x H x W, C 1 or 3) -> Inception's input, N x 3 x 299 x 299."""
-        x = data_mod.to_float(images) if images.dtype == torch.uint8 else images
         # quantized to 8-bit levels, as the reference code does: generated images are compared as the
         # PNGs they would be saved as
-        x = (((x.to(self.device, torch.float32) + 1) * 127.5).round() / 255).clamp(0, 1)
+        pixels = images if images.dtype == torch.uint8 else data_mod.to_uint8(images)
+        x = pixels.to(self.device, torch.float32) / 255
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if x.shape[-2:] != (SIZE, SIZE):

@@ -108,7 +108,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     fixed_noise = torch.randn(cfg.sample_count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     fixed_labels = class_labels(cfg.sample_count, cfg.num_classes, device)
     epoch = step = 0
-    loss_g_carried = None  # G's last loss, logged on the D-only steps in between (n_critic > 1)
+    loss_g = torch.zeros((), device=device)  # G's last loss, logged on the D-only steps in between (n_critic > 1)
     if state is not None:
         G.load_state_dict(state["generator"])
         D.load_state_dict(state["discriminator"])
@@ -124,7 +124,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                 print(f"gankit: resuming on {device.type} a run trained on {state.get('rng_device', 'cpu')}: "
                       "noise draws restart from a new seed, so losses will not match a straight run",
                       file=sys.stderr)
-        loss_g_carried = state.get("loss_g")
+        if state.get("loss_g") is not None:
+            loss_g = state["loss_g"].to(device)
         fixed_noise, epoch, step = state["fixed_noise"], int(state["epoch"]), int(state["step"])
         if epoch >= cfg.epochs:
             raise GankitError(f"{run_dir} already trained {epoch} of {cfg.epochs} epochs: "
@@ -214,7 +215,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     G.train()
     D.train()
     B, start, trained_images, stopped = cfg.batch_size, time.perf_counter(), 0, None
-    loss_g = torch.zeros((), device=device) if loss_g_carried is None else loss_g_carried.to(device)
     r1_scale = cfg.r1_gamma / 2 * cfg.r1_every
     fused_step = FusedMLPStep(G, D, opt_g, opt_d, cfg.label_smoothing) if fused_supported(cfg) else None
     try:

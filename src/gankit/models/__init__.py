@@ -1,5 +1,6 @@
 """Model registry: a name maps to a module with build(z_dim, channels, image_size, d_norm, g_width, d_width)
--> (G, D) and check_size (widths: multipliers of the architecture's channel counts). Each discriminator exposes `body` (images -> features) and `head` (features -> logit).
+-> (G, D) and check_size (widths: multipliers of the architecture's channel counts, see `widths`). Each
+discriminator exposes `body` (images -> features) and `head` (features -> logit).
 
 A new architecture is one module plus one line here. What works on every architecture lives here:
 class conditioning (a one-hot label appended to the noise for G, a projection head for D, Miyato &

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GankitError
+from .widths import scaled
 
 SIZES = (28, 32, 64)
 
@@ -57,11 +58,6 @@ def _d_block(cin: int, cout: int, k: int, s: int, p: int = 0, norm: str = "batch
         layers.append(nn.GroupNorm(1, cout))
     layers.append(nn.LeakyReLU(0.2, True))
     return layers
-
-
-def scaled(widths: tuple[int, ...], factor: float) -> list[int]:
-    """Channel counts multiplied by a width factor (at least 1 each)."""
-    return [max(1, round(w * factor)) for w in widths]
 
 
 class DCGANGenerator(nn.Module):

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from .widths import scaled
+
 
 class MLPGenerator(nn.Module):
     """z -> Linear(z, 256) -> LeakyReLU(0.1) -> Linear(256, C*H*W) -> Tanh, reshaped to C x H x W."""
@@ -45,8 +47,8 @@ def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch", g_w
           d_width: float = 1.0) -> tuple[nn.Module, nn.Module]:
     """d_norm is accepted for the registry's sake: the tutorial's MLP discriminator has no normalization."""
     shape = (channels, image_size, image_size)
-    return (MLPGenerator(z_dim, shape, max(1, round(256 * g_width))),
-            MLPDiscriminator(shape, max(1, round(128 * d_width))))
+    (g_hidden,), (d_hidden,) = scaled((256,), g_width), scaled((128,), d_width)
+    return MLPGenerator(z_dim, shape, g_hidden), MLPDiscriminator(shape, d_hidden)
 
 
 def check_size(image_size: int) -> None:
