@@ -101,6 +101,36 @@ def test_evaluator_and_reference_are_cached(tmp_path, monkeypatch, digits):
     assert len(list((tmp_path / "evaluators").glob("*.safetensors"))) == 2
 
 
+def test_classifier_never_trains_on_held_out_images(monkeypatch):
+    data = load("mnist5k", subset=200)
+    data.images = data.images.clone()
+    held = torch.arange(0, 200, 3)
+    data.images[held] = 255  # marked: all-white images exist only at the held-out indices
+    seen = []
+    real_augment = clf.data_mod.augment
+
+    def spy(x, *args):
+        seen.append(bool((x.flatten(1) == 1).all(1).any()))
+        return real_augment(x, *args)
+
+    monkeypatch.setattr(clf.data_mod, "augment", spy)
+    clf.train_classifier(data, epochs=2, batch_size=32, progress=False, val_idx=held)
+    assert len(seen) == 2 * (200 - len(held)) // 32 and not any(seen)
+
+
+def test_evaluator_holds_out_the_floor_half(tmp_path, monkeypatch):
+    """The floor compares half B with half A, so the evaluator must not have fitted half B's images."""
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path))
+    small = load("mnist5k", subset=300)
+    calls = []
+    real_train = clf.train_classifier
+    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: calls.append(k) or real_train(*a, **k))
+    ev.evaluator_for(small, progress=False, epochs=1)
+    a, b = ev.halves(small)
+    assert len(a) == len(b) == 150 and not set(a.tolist()) & set(b.tolist())
+    assert torch.equal(calls[0]["val_idx"], b)
+
+
 def test_damaged_cached_evaluator_is_retrained(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path))
     small = load("mnist5k", subset=200)

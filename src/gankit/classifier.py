@@ -91,8 +91,10 @@ def data_hash(data: data_mod.ImageData) -> str:
 
 
 def train_classifier(data: data_mod.ImageData, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3,
-                     seed: int = 0, progress: bool = True, log=print) -> Classifier:
-    """Train on a random 80% of `data`, report validation accuracy on the other 20% after each epoch."""
+                     seed: int = 0, progress: bool = True, log=print,
+                     val_idx: torch.Tensor | None = None) -> Classifier:
+    """Train on `data` less the images at `val_idx` (default: a random 20%), report validation accuracy on
+    those after each epoch."""
     if data.labels is None or not data.classes:
         raise GankitError(f"{data.name} has no labels to train a classifier on: use a source with classes "
                           "(a folder with one subfolder per class), or --features inception")
@@ -102,8 +104,9 @@ def train_classifier(data: data_mod.ImageData, epochs: int = 8, batch_size: int 
         raise GankitError(f"classifier epochs must be >= 1, got {epochs}")
     torch.manual_seed(seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, len(data) // 5)
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    if val_idx is None:
+        val_idx = order[:max(1, len(data) // 5)]
+    train_idx = order[~torch.isin(order, val_idx)]
     images, labels = data.images, data.labels
     spec = ClassifierSpec(images.shape[1], images.shape[2], list(data.classes), data.name, data_hash(data))
     model = Classifier(spec).to(memory_format=torch.channels_last)
