@@ -27,6 +27,41 @@ def test_early_stop_on_a_scripted_fd_sequence():
     assert q2.state == q.state
 
 
+def test_best_fd_of_another_evaluator_is_not_carried_over():
+    import torch
+
+    one, other = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    q = Quality(one, None, n=100, patience=3)
+    q.update({"fd": 5.0}, 1)
+    q.update({"fd": 6.0}, 2)
+    same = Quality(one, None, n=100, patience=3)
+    assert same.load_state(q.state_dict()) is None and same.state == q.state
+    changed = Quality(other, None, n=100, patience=3)
+    note = changed.load_state(q.state_dict())
+    assert "best FD (5.000 at epoch 1) was measured by another evaluator" in note
+    assert changed.state.best_fd is None and changed.state.since_best == 0 and changed.state.evaluations == 2
+    assert changed.update({"fd": 9.0}, 3)[0]  # the first value in the new feature space is the best so far
+    # a checkpoint from before evaluator fingerprints: its best FD cannot be trusted either
+    old = {k: v for k, v in q.state_dict().items() if k != "evaluator"}
+    assert Quality(one, None, n=100, patience=3).load_state(old) is not None
+
+
+def test_resume_under_another_evaluator_says_so_and_rechooses_the_best(tmp_path, mlp_run, monkeypatch, capsys):
+    import shutil
+
+    from gankit import evaluator as ev
+
+    run = tmp_path / "run"
+    shutil.copytree(mlp_run, run)
+    assert ckpt.load_checkpoint(run)["quality"]["evaluator"]
+    monkeypatch.setattr(ev, "fingerprint", lambda model: "a retrained evaluator")
+    resume(run, {"epochs": 2}, progress=True)
+    assert "was measured by another evaluator" in capsys.readouterr().err
+    quality = ckpt.load_checkpoint(run)["quality"]
+    assert quality["best_epoch"] == 2 and quality["evaluator"] == "a retrained evaluator"
+    assert ckpt.export_info(run, ckpt.BEST)["epoch"] == 2
+
+
 def test_never_stops_without_patience():
     q = Quality(None, None, n=100, patience=0)
     assert all(q.update({"fd": 10.0 + i}, i)[1] is None for i in range(20))

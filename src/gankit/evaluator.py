@@ -78,6 +78,12 @@ def features_for(data: data_mod.ImageData, features: str = "evaluator", path: st
     return evaluator_for(data, path, progress=progress)
 
 
+def fingerprint(evaluator: torch.nn.Module) -> str:
+    """A hash of the evaluator's weights: measurements are comparable only under the same fingerprint."""
+    weights = sorted((k, v.detach().cpu().contiguous()) for k, v in evaluator.state_dict().items())
+    return hashlib.sha256(b"".join(t.numpy().tobytes() for _, t in weights)).hexdigest()
+
+
 def halves(data: data_mod.ImageData, cap: int = HALF_CAP) -> tuple[torch.Tensor, torch.Tensor]:
     """The indices of two disjoint random halves of the data (at most `cap` each, seeded): A, the reference
     that generators are measured against, and B, the floor's real sample."""
@@ -104,8 +110,7 @@ class Reference:
 
 def reference_for(data: data_mod.ImageData, evaluator: clf.Classifier) -> Reference:
     """The real reference for this data in this evaluator's feature space, from cache when possible."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in evaluator.state_dict().items()}
-    ev = hashlib.sha256(b"".join(t.numpy().tobytes() for _, t in sorted(weights.items()))).hexdigest()
+    ev = fingerprint(evaluator)
     path = cache_dir() / "reference" / f"{_slug(data.name)}-{ev[:12]}-{clf.data_hash(data)[:16]}.safetensors"
     if path.is_file():
         try:

@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import torch
 
+from . import evaluator as ev
 from .errors import GankitError
 
 # A discriminator "wins too easily" when, over the last WINDOW steps, D(x) averages above D_REAL_HIGH and
@@ -111,6 +112,7 @@ class QualityState:
     best_covered: int | None = None
     since_best: int = 0
     evaluations: int = 0
+    evaluator: str = ""  # fingerprint of the evaluator that measured best_fd ("" in runs older than it)
 
 
 class Quality:
@@ -120,19 +122,29 @@ class Quality:
         self.evaluator, self.reference = evaluator, reference
         self.n, self.patience = n, patience
         self.floor: dict | None = None
-        self.state = QualityState()
+        self.fingerprint = "" if evaluator is None else ev.fingerprint(evaluator)
+        self.state = QualityState(evaluator=self.fingerprint)
 
     @classmethod
     def for_data(cls, data, evaluator_path: str, n: int, patience: int, progress: bool) -> "Quality":
         """The cached (or newly trained) evaluator for `data` and the cached real reference."""
-        from . import evaluator as ev
-
         evaluator = ev.evaluator_for(data, evaluator_path or None, progress=progress)
         return cls(evaluator, ev.reference_for(data, evaluator), n, patience)
 
-    def load_state(self, state: dict[str, Any] | None) -> None:
-        if state:
-            self.state = QualityState(**state)
+    def load_state(self, state: dict[str, Any] | None) -> str | None:
+        """Carry a checkpoint's best FD and early-stop count on; returns a note when they cannot be carried:
+        a best FD measured by another evaluator (retrained, replaced, or a gankit version ago) is in another
+        feature space, so the best generator is chosen afresh from the next evaluation on."""
+        if not state:
+            return None
+        saved = QualityState(**state)
+        if saved.evaluator == self.fingerprint or saved.best_fd is None:
+            self.state = replace(saved, evaluator=self.fingerprint)
+            return None
+        self.state = QualityState(evaluations=saved.evaluations, evaluator=self.fingerprint)
+        return (f"this run's best FD ({saved.best_fd:.3f} at epoch {saved.best_epoch}) was measured by another "
+                "evaluator, whose values do not compare with this one's: the best generator is chosen afresh "
+                "from the next evaluation on")
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self.state)

@@ -143,7 +143,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     quality = None
     if cfg.eval_every and (data.labels is not None or cfg.evaluator):
         quality = Quality.for_data(data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, progress)
-        quality.load_state(state.get("quality") if state else None)
+        note = quality.load_state(state.get("quality") if state else None)
+        if note and progress:
+            print(f"gankit: {note}", file=sys.stderr)
     elif cfg.eval_every and progress:
         print(f"gankit: {cfg.data} has no labels to train an evaluator on: quality metrics are off "
               "(set evaluator=PATH to use one)", file=sys.stderr)
