@@ -46,6 +46,16 @@ def test_real_vs_real_is_near_the_floor_and_noise_is_far(trained):
     assert far["precision"] < 0.05
 
 
+def test_reference_computes_its_manifold_radii_once(trained):
+    _, ref = trained
+    radii = ref.knn_radii(metrics.PR_K)
+    assert ref.knn_radii(metrics.PR_K) is radii
+    assert torch.equal(radii, metrics.kth_radius(ref.features_a, metrics.PR_K))
+    fake = ref.features_b[:300]
+    assert metrics.compare(ref, fake, None, kid_subsets=2)["precision"] == round(
+        metrics.precision_recall(ref.features_a, fake)[0], 5)
+
+
 def test_one_repeated_digit_has_coverage_one_and_no_recall(digits, trained):
     model, ref = trained
     seven = to_float(digits.images[digits.labels == 7][:1])

@@ -119,6 +119,11 @@ def test_translation_moves_content_and_cutout_blanks_a_square():
     moved = translation(x, torch.Generator().manual_seed(0))
     assert torch.allclose(moved.sum((1, 2, 3)), x.sum((1, 2, 3)))  # content kept
     assert (moved != x).any(dim=(1, 2, 3)).sum() > 16  # most images moved
+    digit = torch.full((32, 1, 16, 16), -1.0)
+    digit[:, :, 6:10, 6:10] = 1.0
+    shifted = translation(digit, torch.Generator().manual_seed(0))
+    assert set(shifted.unique().tolist()) == {-1.0, 1.0}  # the border is background, not a gray band
+    assert torch.equal((shifted == 1).sum((1, 2, 3)), (digit == 1).sum((1, 2, 3)))
     blanked = cutout(torch.ones(32, 1, 16, 16), torch.Generator().manual_seed(0))
     zeros = (blanked == 0).float().mean((1, 2, 3))
     assert (zeros <= 0.25 + 1e-6).all() and (zeros == 0.25).any() and (zeros > 0).all()

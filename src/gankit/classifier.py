@@ -72,7 +72,7 @@ class Classifier(nn.Module):
         with eval_mode(self):
             for chunk in images.split(batch):
                 x = data_mod.to_float(chunk) if chunk.dtype == torch.uint8 else chunk
-                f = self.body(x.to(device, torch.float32))
+                f = self.body(x.to(device, torch.float32).contiguous(memory_format=torch.channels_last))
                 feats.append(f.cpu())
                 logits.append(self.head(f).cpu())
         return torch.cat(feats), torch.cat(logits)
@@ -166,4 +166,4 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
         raise GankitError(f"{path} is not a gankit classifier or is damaged ({type(exc).__name__})") from None
     model = Classifier(spec).to(device)
     model.load_state_dict(weights)
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()  # ~2x faster convolutions on the CPU

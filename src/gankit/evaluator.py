@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -102,6 +102,15 @@ class Reference:
     features_b: torch.Tensor
     preds_b: torch.Tensor
     class_prior: torch.Tensor  # real label frequencies (empty when unlabeled)
+    radii_a: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)  # k -> half A's k-NN radii
+
+    def knn_radii(self, k: int) -> torch.Tensor:
+        """Half A's k-th-neighbour radii (the real manifold of precision), computed once per reference."""
+        from .metrics import kth_radius
+
+        if k not in self.radii_a:
+            self.radii_a[k] = kth_radius(self.features_a, k)
+        return self.radii_a[k]
 
     @property
     def num_classes(self) -> int:

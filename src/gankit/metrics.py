@@ -24,6 +24,8 @@ from torch import nn
 
 from .evaluator import Reference
 
+PR_K = 3  # neighbours for the precision/recall manifolds
+
 # name -> (label, lower is better)
 METRICS = {
     "fd": ("FD", True),
@@ -75,7 +77,7 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50, s
     return float(mean)
 
 
-def _kth_radius(points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+def kth_radius(points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     """Distance from each point to its k-th nearest neighbour among the others."""
     radii = []
     for block in points.split(chunk):
@@ -93,10 +95,13 @@ def _inside(samples: torch.Tensor, manifold: torch.Tensor, radii: torch.Tensor, 
     return torch.cat(hits)
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
-    """Improved precision (fakes inside the real manifold) and recall (reals inside the fake manifold)."""
-    precision = _inside(fake, real, _kth_radius(real, k)).double().mean().item()
-    recall = _inside(real, fake, _kth_radius(fake, k)).double().mean().item()
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_K,
+                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
+    """Improved precision (fakes inside the real manifold) and recall (reals inside the fake manifold).
+    real_radii: the reals' k-th-neighbour radii when already known (they depend on the reals only)."""
+    radii = kth_radius(real, k) if real_radii is None else real_radii
+    precision = _inside(fake, real, radii).double().mean().item()
+    recall = _inside(real, fake, kth_radius(fake, k)).double().mean().item()
     return precision, recall
 
 
@@ -116,7 +121,7 @@ def spread(real: torch.Tensor, fake: torch.Tensor) -> float:
 def compare(ref: Reference, features: torch.Tensor, preds: torch.Tensor | None, kid_subsets: int = 50) -> dict:
     """Every metric of `features` (and predicted classes) against the reference's half A."""
     real = ref.features_a
-    precision, recall = precision_recall(real, features)
+    precision, recall = precision_recall(real, features, PR_K, ref.knn_radii(PR_K))
     out = {"fd": frechet_distance(real, features), "kid": kernel_distance(real, features, kid_subsets),
            "precision": precision, "recall": recall, "spread": spread(real, features)}
     if preds is not None and ref.num_classes:
