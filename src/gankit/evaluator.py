@@ -58,7 +58,7 @@ def evaluator_for(data: data_mod.ImageData, path: str | Path | None = None, prog
     say(f"training the evaluator for {data.name} (once; cached in {cached.parent})")
     # Half B, the floor's real sample, is held out of the evaluator's training (and is its validation set):
     # features of images a network was trained on cluster tighter than those of new images, so a floor
-    # from training images would be a bar that even new real digits miss (on mnist5k by ~1.6x).
+    # from training images would be a bar that even new real digits miss (BENCHMARKS.md, fifth round).
     model = clf.train_classifier(data, epochs=epochs, progress=progress, log=say, val_idx=halves(data)[1])
     clf.save_classifier(model, cached)
     return model
