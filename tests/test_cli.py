@@ -1,10 +1,10 @@
+import json
 import subprocess
 import sys
 
-import json
-
 import numpy as np
 import pytest
+import torch
 
 from gankit.cli import main
 from gankit.images import read_png, save_png
@@ -148,12 +148,19 @@ def test_report_command_writes_html(capsys, mlp_run, tmp_path):
     assert code == 0 and (run / "report.html").is_file() and "report.html" in out
 
 
-def test_classifier_train_and_predict(capsys, tmp_path):
+def test_classifier_train_and_predict(capsys, tmp_path, monkeypatch):
+    from gankit import classifier as clf
+    from gankit import evaluator as ev
     from gankit.data import load
 
+    held_out = []
+    real_train = clf.train_classifier
+    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: held_out.append(k["val_idx"]) or real_train(*a, **k))
     out = tmp_path / "digits.safetensors"
     code, text, _ = run_cli(capsys, "classifier", "train", "--data", "mnist5k", "--epochs", "1", "--out", str(out))
     assert code == 0 and out.is_file() and "validation accuracy" in text
+    # held out like the cached evaluator, so it is a valid --evaluator: the floor's half is new to it
+    assert torch.equal(held_out[0], ev.halves(load("mnist5k"))[1])
     digits = load("mnist5k")
     paths = []
     for label in (0, 7):

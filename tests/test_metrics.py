@@ -141,6 +141,15 @@ def test_evaluator_holds_out_the_floor_half(tmp_path, monkeypatch):
     assert torch.equal(calls[0]["val_idx"], b)
 
 
+def test_too_few_images_to_measure_is_one_clear_error(tmp_path, monkeypatch, trained):
+    model, _ = trained
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path))
+    with pytest.raises(GankitError, match="holds 7 images: too few to measure against"):
+        ev.reference_for(load("mnist5k", subset=7), model)
+    ref = ev.reference_for(load("mnist5k", subset=8), model)  # 4 per half: each has a 3rd neighbour
+    assert len(ref.features_a) == 4 and 0 <= metrics.floor(ref, 4)["precision"] <= 1
+
+
 def test_damaged_cached_evaluator_is_retrained(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path))
     small = load("mnist5k", subset=200)

@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("classifier", help="train or use the image classifier that gankit measures GANs with")
     csub = c.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
-    ct = csub.add_parser("train", help="train on a labeled source (80/20 train/validation split)")
+    ct = csub.add_parser("train", help="train on a labeled source, holding out the half that "
+                        "evaluations use as the real-vs-real floor (usable as --evaluator)")
     ct.add_argument("--data", default="mnist5k", metavar="SOURCE")
     ct.add_argument("--data-dir", metavar="DIR")
     ct.add_argument("--image-size", type=int, default=28)
@@ -154,7 +155,9 @@ def cmd_classifier(args: argparse.Namespace) -> None:
         if args.channels not in (0, 1, 3):
             raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
         ds = data.load(args.data, args.data_dir, args.image_size, args.channels)
-        model = clf.train_classifier(ds, epochs=args.epochs)
+        from .evaluator import train_evaluator
+
+        model = train_evaluator(ds, epochs=args.epochs)  # the same split as the cached evaluator's
         path = clf.save_classifier(model, args.out)
         print(f"validation accuracy {model.spec.val_accuracy:.2%} after {args.epochs} epochs "
               f"({model.spec.seconds:.0f} s): {path}")

@@ -25,6 +25,7 @@ from .checkpoint import atomic_write
 from .errors import GankitError
 
 HALF_CAP = 10_000
+PR_K = 3  # neighbours for the precision/recall manifolds (gankit.metrics)
 
 
 def cache_dir() -> Path:
@@ -56,12 +57,18 @@ def evaluator_for(data: data_mod.ImageData, path: str | Path | None = None, prog
             cached.unlink(missing_ok=True)  # a damaged cache entry is retrained, not fatal
     say = (lambda m: print(f"gankit: {m}", file=sys.stderr)) if progress else (lambda m: None)
     say(f"training the evaluator for {data.name} (once; cached in {cached.parent})")
-    # Half B, the floor's real sample, is held out of the evaluator's training (and is its validation set):
-    # features of images a network was trained on cluster tighter than those of new images, so a floor
-    # from training images would be a bar that even new real digits miss (BENCHMARKS.md, fifth round).
-    model = clf.train_classifier(data, epochs=epochs, progress=progress, log=say, val_idx=halves(data)[1])
+    model = train_evaluator(data, epochs=epochs, progress=progress, log=say)
     clf.save_classifier(model, cached)
     return model
+
+
+def train_evaluator(data: data_mod.ImageData, epochs: int = 8, progress: bool = True, log=print) -> clf.Classifier:
+    """A classifier trained on everything but half B, the floor's real sample, which is its validation set.
+
+    Features of images a network was trained on cluster tighter than those of new images, so a floor made
+    of its training images would be a bar that even new real images miss (BENCHMARKS.md, fifth round).
+    """
+    return clf.train_classifier(data, epochs=epochs, progress=progress, log=log, val_idx=halves(data)[1])
 
 
 def features_for(data: data_mod.ImageData, features: str = "evaluator", path: str | Path | None = None,
@@ -89,8 +96,9 @@ def halves(data: data_mod.ImageData, cap: int = HALF_CAP) -> tuple[torch.Tensor,
     that generators are measured against, and B, the floor's real sample."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1234))
     half = min(len(data) // 2, cap)
-    if half < 2:
-        raise GankitError(f"{data.name} holds {len(data)} images: too few to measure against")
+    if half < PR_K + 1:  # precision/recall need each point's k-th neighbour within its half
+        raise GankitError(f"{data.name} holds {len(data)} images: too few to measure against "
+                          f"(at least {2 * (PR_K + 1)})")
     return order[:half], order[half:2 * half]
 
 
@@ -102,7 +110,7 @@ class Reference:
     features_b: torch.Tensor
     preds_b: torch.Tensor
     class_prior: torch.Tensor  # real label frequencies (empty when unlabeled)
-    radii_a: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)  # k -> half A's k-NN radii
+    radii_a: dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)  # k -> radii
 
     def knn_radii(self, k: int) -> torch.Tensor:
         """Half A's k-th-neighbour radii (the real manifold of precision), computed once per reference."""

@@ -22,9 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .evaluator import Reference
-
-PR_K = 3  # neighbours for the precision/recall manifolds
+from .evaluator import PR_K, Reference
 
 # name -> (label, lower is better)
 METRICS = {

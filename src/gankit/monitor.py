@@ -142,9 +142,10 @@ class Quality:
             self.state = replace(saved, evaluator=self.fingerprint)
             return None
         self.state = QualityState(evaluations=saved.evaluations, evaluator=self.fingerprint)
-        return (f"this run's best FD ({saved.best_fd:.3f} at epoch {saved.best_epoch}) was measured by another "
-                "evaluator, whose values do not compare with this one's: the best generator is chosen afresh "
-                "from the next evaluation on")
+        which = ("may have been measured by another evaluator (the checkpoint predates the record of which)"
+                 if not saved.evaluator else "was measured by another evaluator")
+        return (f"this run's best FD ({saved.best_fd:.3f} at epoch {saved.best_epoch}) {which}, whose values do "
+                "not compare with this one's: the best generator is chosen afresh from the next evaluation on")
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self.state)
