@@ -6,7 +6,7 @@ from gankit import checkpoint as ckpt
 from gankit import train as train_mod
 from gankit.losses import Loss, bce_d_loss
 from gankit.monitor import WINDOW, Diverged, Health, Quality
-from gankit.plots import read_metrics
+from gankit.plots import latest_feature_space, read_metrics
 from gankit.train import resume, train
 
 from .conftest import tiny_config
@@ -60,6 +60,17 @@ def test_resume_under_another_evaluator_says_so_and_rechooses_the_best(tmp_path,
     quality = ckpt.load_checkpoint(run)["quality"]
     assert quality["best_epoch"] == 2 and quality["evaluator"] == "a retrained evaluator"
     assert ckpt.export_info(run, ckpt.BEST)["epoch"] == 2
+    evals = read_metrics(run / ckpt.METRICS, kind="eval")
+    assert len(evals[0]["evaluator"]) == 12 and evals[1]["evaluator"] == "a retrained evaluator"[:12]
+    assert [e["epoch"] for e in latest_feature_space(evals)] == [2]
+
+
+def test_metric_curves_show_one_feature_space():
+    rows = [{"epoch": e, "evaluator": name} for e, name in enumerate(["a", "a", "b", "b"], 1)]
+    assert [r["epoch"] for r in latest_feature_space(rows)] == [3, 4]
+    assert [r["epoch"] for r in latest_feature_space(rows[:2])] == [1, 2]
+    old = [{"epoch": e} for e in (1, 2, 3)]  # runs from before evaluators were recorded
+    assert latest_feature_space(old) == old and latest_feature_space([]) == []
 
 
 def test_never_stops_without_patience():

@@ -62,6 +62,15 @@ METRIC_PANELS = (("fd", "FD (lower is better)"), ("precision", "precision"), ("r
                  ("classes_covered", "classes holding >= 5% of the fakes"))
 
 
+def latest_feature_space(evals: list[dict]) -> list[dict]:
+    """The trailing evaluations measured by the same evaluator as the last one: values under different
+    evaluators are in different feature spaces and do not belong on one curve."""
+    start = len(evals) - 1
+    while start > 0 and evals[start - 1].get("evaluator") == evals[-1].get("evaluator"):
+        start -= 1
+    return evals[max(start, 0):]
+
+
 def plot_metric_curves(metrics_path: str | Path, out) -> bool:
     """FD, precision, recall and class coverage per evaluation during training, with the real-vs-real
     floor dashed. `out` is a path or a binary file object. False when the run has no evaluations."""
@@ -73,6 +82,8 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
     rows = [r for r in read_metrics(metrics_path, kind="eval") if r.get("source") == "train"]
     if not rows:
         return False
+    shown = latest_feature_space(rows)  # a run resumed under another evaluator is drawn from that change on
+    since, rows = len(rows) - len(shown), shown
     epochs = [r["epoch"] for r in rows]
     panels = [(k, t) for k, t in METRIC_PANELS if k in rows[-1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
@@ -87,6 +98,9 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
+    if since:
+        fig.suptitle(f"measured by the evaluator in use since epoch {rows[0]['epoch']} (earlier values are in "
+                     "another feature space)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=90, format="png")
     plt.close(fig)

@@ -262,7 +262,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                 best_covered = quality.state.best_covered
                 values = quality.measure(sampler, cfg.z_dim, cfg.seed, device, cfg.num_classes)
                 improved, stopped = quality.update(values, epoch + 1)
-                log.evaluation(epoch + 1, step, values, quality.floor, quality.n)
+                log.evaluation(epoch + 1, step, values, quality.floor, quality.n, quality.fingerprint[:12])
                 health.on_eval(epoch + 1, step, values, quality.reference.num_classes, best_covered,
                                quality.state.evaluations)
                 if improved:
@@ -371,15 +371,17 @@ class MetricsLog:
         self.pending.clear()
         self.file.flush()
 
-    def evaluation(self, epoch: int, step: int, values: dict, floor: dict | None, n: int) -> None:
-        """One evaluation: TensorBoard scalars under eval/ (and floor/), a metrics.jsonl record."""
+    def evaluation(self, epoch: int, step: int, values: dict, floor: dict | None, n: int,
+                   evaluator: str = "") -> None:
+        """One evaluation: TensorBoard scalars under eval/ (and floor/), a metrics.jsonl record that names
+        the evaluator (a fingerprint prefix: values under different ones do not compare)."""
         for key, value in values.items():
             if isinstance(value, (int, float)):
                 self.writer.add_scalar(f"eval/{key}", value, step)
                 if floor and key in floor:
                     self.writer.add_scalar(f"floor/{key}", floor[key], step)
         self.record({"kind": "eval", "source": "train", "epoch": epoch, "step": step, "n": n, **values,
-                     "floor": floor})
+                     "floor": floor, "evaluator": evaluator})
 
     def latest_postfix(self) -> dict[str, str]:
         return {k: f"{v:.3f}" for k, v in self.last.items()}
