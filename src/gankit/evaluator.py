@@ -25,6 +25,7 @@ from .checkpoint import atomic_write
 from .errors import GankitError
 
 HALF_CAP = 10_000
+EVALUATOR_VERSION = 2  # in the cache key: bump when the way evaluators are trained changes (2: half B held out)
 PR_K = 3  # neighbours for the precision/recall manifolds (gankit.metrics)
 
 
@@ -49,7 +50,7 @@ def evaluator_for(data: data_mod.ImageData, path: str | Path | None = None, prog
         return model
     digest = clf.data_hash(data)
     c, s = data.images.shape[1], data.images.shape[2]
-    cached = cache_dir() / "evaluators" / f"{_slug(data.name)}-{c}x{s}-{digest[:16]}-v2.safetensors"
+    cached = cache_dir() / "evaluators" / f"{_slug(data.name)}-{c}x{s}-{digest[:16]}-v{EVALUATOR_VERSION}.safetensors"
     if cached.is_file():
         try:
             return clf.load_classifier(cached)

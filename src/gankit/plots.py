@@ -79,11 +79,10 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in read_metrics(metrics_path, kind="eval") if r.get("source") == "train"]
-    if not rows:
+    evals = [r for r in read_metrics(metrics_path, kind="eval") if r.get("source") == "train"]
+    if not evals:
         return False
-    shown = latest_feature_space(rows)  # a run resumed under another evaluator is drawn from that change on
-    since, rows = len(rows) - len(shown), shown
+    rows = latest_feature_space(evals)  # a run resumed under another evaluator is drawn from that change on
     epochs = [r["epoch"] for r in rows]
     panels = [(k, t) for k, t in METRIC_PANELS if k in rows[-1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
@@ -98,7 +97,7 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
-    if since:
+    if len(rows) < len(evals):
         fig.suptitle(f"measured by the evaluator in use since epoch {rows[0]['epoch']} (earlier values are in "
                      "another feature space)", fontsize=9)
     fig.tight_layout()
