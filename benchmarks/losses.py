@@ -24,8 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import machine  # noqa: E402
 
-# name -> --set overrides on top of the dcgan preset
-VARIANTS: dict[str, dict[str, str]] = {
+# The first rounds ran with the DCGAN project's discriminator (16-32-64 channels), the preset's until the sixth
+# round; their variants keep it so that their rows can be reproduced.
+TUTORIAL_D = {"d_channels": "16,32,64"}
+# name -> --set overrides on top of the dcgan preset (plus TUTORIAL_D)
+EARLIER: dict[str, dict[str, str]] = {
     "bce, rotation 20 (tutorial)": {},
     "bce": {"rotation": "0"},
     "lsgan": {"rotation": "0", "loss": "lsgan"},
@@ -54,6 +57,11 @@ VARIANTS: dict[str, dict[str, str]] = {
     "bce + ema, d_width 2": {"rotation": "0", "ema": "0.999", "d_width": "2"},
     "bce + ema, d_width 4": {"rotation": "0", "ema": "0.999", "d_width": "4"},
     "bce + ema, g_width 0.5, d_width 2": {"rotation": "0", "ema": "0.999", "g_width": "0.5", "d_width": "2"},
+}
+VARIANTS: dict[str, dict[str, str]] = {
+    **{name: {**TUTORIAL_D, **sets} for name, sets in EARLIER.items()},
+    # sixth round: the preset's D (16-64-256), everything else the defaults
+    "bce + ema, D 16-64-256 (the defaults)": {},
 }
 KEYS = ("fd", "precision", "recall", "classes_covered", "class_accuracy")
 

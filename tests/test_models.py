@@ -32,11 +32,25 @@ def test_mlp_is_the_tutorial_network():
     assert [m.negative_slope for m in D.modules() if isinstance(m, nn.LeakyReLU)] == [0.1]
 
 
+def _convs(D):
+    return [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0]) for m in D.modules()
+            if isinstance(m, nn.Conv2d)]
+
+
+def test_dcgan28_default_d_is_wider_in_its_later_layers():
+    _, D = build("dcgan", 64, 1, 28)
+    assert _convs(D) == [(1, 16, 3, 2), (16, 64, 5, 2), (64, 256, 5, 2)]
+    assert [(m.in_features, m.out_features) for m in D.modules() if isinstance(m, nn.Linear)] == [(256, 1)]
+    # d_widths replaces the widths, and d_width still multiplies them
+    _, D2 = build("dcgan", 64, 1, 28, d_widths=(8, 16, 32), d_width=2)
+    assert _convs(D2) == [(1, 16, 3, 2), (16, 32, 5, 2), (32, 64, 5, 2)]
+    _, M = build("mlp", 64, 1, 28, d_widths=(64,))
+    assert [(m.in_features, m.out_features) for m in M.modules() if isinstance(m, nn.Linear)] == [(784, 64), (64, 1)]
+
+
 def test_dcgan28_is_the_tutorial_network():
-    G, D = build("dcgan", 64, 1, 28)
-    convs = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0])
-             for m in D.modules() if isinstance(m, nn.Conv2d)]
-    assert convs == [(1, 16, 3, 2), (16, 32, 5, 2), (32, 64, 5, 2)]
+    G, D = build("dcgan", 64, 1, 28, d_widths=(16, 32, 64))  # the project's D (`d_channels=16,32,64`)
+    assert _convs(D) == [(1, 16, 3, 2), (16, 32, 5, 2), (32, 64, 5, 2)]
     assert [m.negative_slope for m in D.modules() if isinstance(m, nn.LeakyReLU)] == [0.2] * 3
     assert sum(isinstance(m, nn.BatchNorm2d) for m in D.modules()) == 3
     assert [(m.in_features, m.out_features) for m in D.modules() if isinstance(m, nn.Linear)] == [(64, 1)]
@@ -67,6 +81,27 @@ def test_fast_deconv_paths_match_reference():
             torch.testing.assert_close(m(x), ref, rtol=1e-4, atol=1e-5)
         x = m(x)
 
+
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("bias", [False, True])
+def test_fast_last_conv_matches_reference_forward_and_backward(fmt, bias):
+    # D's last convolution (kernel = its whole 5x5 input) runs as one matmul: same values, same gradients.
+    from gankit.models.dcgan import Conv2d
+    torch.manual_seed(0)
+    conv = Conv2d(8, 6, 5, 2, bias=bias).to(memory_format=fmt)
+    x = torch.randn(4, 8, 5, 5).contiguous(memory_format=fmt).requires_grad_(True)
+    out = conv(x)
+    ref = nn.functional.conv2d(x, conv.weight, conv.bias, 2)
+    assert out.shape == (4, 6, 1, 1)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, conv.weight], g)
+    ref_grads = torch.autograd.grad(ref, [x, conv.weight], g)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # larger inputs take the ordinary convolution
+    big = torch.randn(2, 8, 13, 13).contiguous(memory_format=fmt)
+    assert conv(big).shape == (2, 6, 5, 5)
 
 @pytest.mark.parametrize("size", [16, 48, 128])
 def test_dcgan_rejects_sizes_it_cannot_make(size):

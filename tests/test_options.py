@@ -296,6 +296,10 @@ def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys
     (["--set", "gp_lambda=-1"], "gp_lambda must be >= 0"),
     (["--set", "time_limit=-5"], "time_limit must be >= 0"),
     (["--set", "d_width=0"], "g_width and d_width must be in (0, 16]"),
+    (["--set", "d_channels=16,32"], "d_channels for the dcgan discriminator at 28x28 takes 3 positive whole numbers"),
+    (["--set", "d_channels=16,x,64"], "takes 3 positive whole numbers separated by commas (its own: 16,64,256)"),
+    (["--set", "d_channels=16,0,64"], "takes 3 positive whole numbers"),
+    (["--preset", "simple-gan", "--set", "d_channels=64,64"], "mlp discriminator at 28x28 takes 1 positive"),
 ])
 def test_bad_option_values_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
@@ -382,9 +386,15 @@ def test_fused_mlp_step_matches_autograd(tmp_path):
 def test_width_multipliers_train_and_rebuild_from_the_run(tmp_path):
     # a wider D and a narrower G: trained, recorded in config.toml, and rebuilt by generate/evaluate
     run = tmp_path / "wide"
-    train(tiny_config(preset="dcgan", subset=64, eval_every=0, g_width=0.5, d_width=2.0), run, progress=False)
+    train(tiny_config(preset="dcgan", subset=64, eval_every=0, g_width=0.5, d_width=2.0, d_channels="8,16,32"), run,
+          progress=False)
     cfg = load_run_config(run)
-    assert (cfg.g_width, cfg.d_width) == (0.5, 2.0)
+    assert (cfg.g_width, cfg.d_width, cfg.d_channels) == (0.5, 2.0, "8,16,32")
+    # the resumed run rebuilds the same D (16-32-64 channels) from config.toml and loads its weights into it
+    result = train(config_mod.override(cfg, {"epochs": 2}), run, resume=True, progress=False)
+    assert result.epochs == 2
+    d = load_checkpoint(run)["discriminator"]
+    assert [v.shape[0] for k, v in d.items() if k.endswith("weight") and v.dim() == 4] == [16, 32, 64]
     generator, _ = load_generator(run)
     first = next(m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d))
     assert first.out_channels == 128  # 256 * 0.5

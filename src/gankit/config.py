@@ -28,6 +28,7 @@ class Config:
     num_classes: int = 0  # set from the data when conditional
     g_width: float = 1.0  # multiplies every G layer's channels (1 = the tutorial's network)
     d_width: float = 1.0  # multiplies every D layer's channels
+    d_channels: str = ""  # D's layer widths, comma-separated, in place of the architecture's (e.g. 16,32,64)
     # data
     data: str = "mnist5k"
     data_dir: str = ""  # "" -> $GANKIT_DATA_DIR or ~/.cache/gankit/data
@@ -202,6 +203,25 @@ def validate(cfg: Config) -> None:
     need(DEVICE.fullmatch(cfg.device) is not None,
          f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")
     MODELS[cfg.model].check_size(cfg.image_size)
+    d_widths(cfg)
+
+
+def d_widths(cfg: Config) -> tuple[int, ...]:
+    """cfg.d_channels as numbers (() = the architecture's own), checked against the architecture's layers."""
+    from .models import MODELS
+
+    if not cfg.d_channels.strip():
+        return ()
+    own = MODELS[cfg.model].d_channels(cfg.image_size)
+    try:
+        widths = tuple(int(part) for part in cfg.d_channels.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != len(own) or not all(w > 0 for w in widths):
+        raise GankitError(
+            f"d_channels for the {cfg.model} discriminator at {cfg.image_size}x{cfg.image_size} takes {len(own)} positive "
+            f"whole numbers separated by commas (its own: {','.join(map(str, own))}), got '{cfg.d_channels}'")
+    return widths
 
 
 def save(cfg: Config, path: str | Path) -> None:
@@ -229,4 +249,4 @@ def override(cfg: Config, changes: dict[str, Any]) -> Config:
 
 
 __all__ = ["Config", "PRESETS", "RESUMABLE_KEYS", "resolve", "validate", "save", "load", "override",
-           "parse_sets"]
+           "parse_sets", "d_widths"]

@@ -39,7 +39,7 @@ class EMA:
         self.updates += 1
 
     @torch.no_grad()
-    def recalibrate(self, draw: Callable[[int], tuple], batches: int = 8, batch_size: int = 256) -> None:
+    def recalibrate(self, draw: Callable[[int], tuple], batches: int = 4, batch_size: int = 256) -> None:
         """Recompute BatchNorm running statistics for the averaged weights; draw(n) -> (noise, labels or None)."""
         norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not norms:

@@ -95,7 +95,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     # Models and optimizers.
     torch.manual_seed(cfg.seed)
     G, D = build(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes, cfg.d_norm, cfg.spectral_norm,
-                 cfg.g_width, cfg.d_width)
+                 cfg.g_width, cfg.d_width, config_mod.d_widths(cfg))
     fmt = torch.channels_last if cfg.channels_last and cfg.model != "mlp" else torch.contiguous_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)

@@ -1,6 +1,6 @@
-"""Model registry: a name maps to a module with build(z_dim, channels, image_size, d_norm, g_width, d_width)
--> (G, D) and check_size (widths: multipliers of the architecture's channel counts, see `widths`). Each
-discriminator exposes `body` (images -> features) and `head` (features -> logit).
+"""Model registry: a name maps to a module with build(z_dim, channels, image_size, d_norm, g_width, d_width,
+d_widths) -> (G, D), d_channels(image_size) (D's default layer widths) and check_size (widths: multipliers
+of the architecture's channel counts, see `widths`). Each discriminator exposes `body` (images -> features) and `head` (features -> logit).
 
 A new architecture is one module plus one line here. What works on every architecture lives here:
 class conditioning (a one-hot label appended to the noise for G, a projection head for D, Miyato &
@@ -50,11 +50,13 @@ class ProjectionDiscriminator(nn.Module):
 
 
 def build(name: str, z_dim: int, channels: int, image_size: int, num_classes: int = 0, d_norm: str = "batch",
-          spectral_norm: bool = False, g_width: float = 1.0, d_width: float = 1.0) -> tuple[nn.Module, nn.Module]:
+          spectral_norm: bool = False, g_width: float = 1.0, d_width: float = 1.0,
+          d_widths: tuple[int, ...] = ()) -> tuple[nn.Module, nn.Module]:
     """(generator, discriminator) for a registered architecture; G maps (N, z_dim) noise (and, when
-    num_classes > 0, N labels) to images in [-1, 1]; D maps images (and labels) to N logits."""
+    num_classes > 0, N labels) to images in [-1, 1]; D maps images (and labels) to N logits.
+    d_widths: D's layer widths in place of the architecture's `d_channels(image_size)`."""
     G, D = MODELS[name].build(z_dim + num_classes, channels, image_size, d_norm=d_norm, g_width=g_width,
-                              d_width=d_width)
+                              d_width=d_width, d_widths=d_widths)
     if num_classes:
         G, D = ConditionalGenerator(G, num_classes), ProjectionDiscriminator(D, num_classes)
     if spectral_norm:

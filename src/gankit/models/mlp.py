@@ -1,5 +1,5 @@
 """The simple-GAN tutorial's networks, exactly: fully connected, LeakyReLU(0.1), one hidden layer each
-(256 units in G, 128 in D; `g_width` / `d_width` scale them)."""
+(256 units in G, 128 in D; `g_width` / `d_width` scale them, `d_channels` replaces D's)."""
 
 from __future__ import annotations
 
@@ -43,11 +43,16 @@ class MLPDiscriminator(nn.Module):
         return self.head(self.body(x)).view(-1)
 
 
+def d_channels(image_size: int) -> tuple[int, ...]:
+    """The discriminator's hidden units at width 1 (what `d_channels=""` means)."""
+    return (128,)
+
+
 def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch", g_width: float = 1.0,
-          d_width: float = 1.0) -> tuple[nn.Module, nn.Module]:
+          d_width: float = 1.0, d_widths: tuple[int, ...] = ()) -> tuple[nn.Module, nn.Module]:
     """d_norm is accepted for the registry's sake: the tutorial's MLP discriminator has no normalization."""
     shape = (channels, image_size, image_size)
-    (g_hidden,), (d_hidden,) = scaled((256,), g_width), scaled((128,), d_width)
+    (g_hidden,), (d_hidden,) = scaled((256,), g_width), scaled(d_widths or d_channels(image_size), d_width)
     return MLPGenerator(z_dim, shape, g_hidden), MLPDiscriminator(shape, d_hidden)
 
 
