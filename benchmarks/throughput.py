@@ -108,9 +108,11 @@ def gankit_loop(preset: str, epochs: int, work: Path) -> tuple[float, float]:
     from gankit.train import train
 
     # the same networks and augmentation work as the tutorial loop (the dcgan preset no longer rotates by
-    # default; the widths are pinned so that a preset with other widths is still compared like for like)
-    cfg = config.resolve(preset, sets={"rotation": TUTORIAL_ROTATION[preset], "g_width": 1, "d_width": 1},
-                         epochs=epochs, device="cpu")
+    # default; the widths are pinned, and the dcgan D's to the tutorial's 16-32-64 channels, so that the
+    # networks are compared like for like)
+    sets = {"rotation": TUTORIAL_ROTATION[preset], "g_width": 1, "d_width": 1,
+            "d_channels": "16,32,64" if preset == "dcgan" else ""}
+    cfg = config.resolve(preset, sets=sets, epochs=epochs, device="cpu")
     result = train(cfg, work / f"run-{preset}", progress=False)
     epochs_rows = read_metrics(result.run_dir / "metrics.jsonl", kind="epoch")[1:]
     images = sum(r["images_per_s"] * r["seconds"] for r in epochs_rows)
