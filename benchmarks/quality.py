@@ -1,7 +1,7 @@
 """Quality of each preset with default settings on mnist5k: final and best FD, precision, recall, coverage,
 wall time, and the real-vs-real floor, all in gankit's evaluator feature space.
 
-Each preset is trained exactly as `gankit train --preset P` would (evaluations every epoch included), in a
+Each preset is trained exactly as `gankit train --preset P` would (its evaluations included), in a
 fresh cache directory so the first run's wall time includes training the evaluator. Then the last and the
 best generator are evaluated with n = 2,500 samples, the size of the real reference half, so that run and
 floor are measured at the same sample size.
