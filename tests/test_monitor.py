@@ -3,6 +3,7 @@ import json
 import pytest
 
 from gankit import checkpoint as ckpt
+from gankit import config
 from gankit import train as train_mod
 from gankit.losses import Loss, bce_d_loss
 from gankit.monitor import WINDOW, Diverged, Health, Quality
@@ -95,6 +96,17 @@ def test_training_stops_early_and_keeps_the_best_generator(tmp_path, monkeypatch
     evals = read_metrics(tmp_path / "run" / ckpt.METRICS, kind="eval")
     assert [e["fd"] for e in evals] == [5.0, 3.0, 4.0, 3.5]
     assert ckpt.load_checkpoint(tmp_path / "run")["quality"]["best_fd"] == 3.0
+
+
+def test_evaluations_every_k_epochs_and_always_the_last(tmp_path, monkeypatch):
+    # the dcgan preset evaluates every 2 epochs; the last epoch is always evaluated, and best tracks only those
+    assert config.resolve("dcgan").eval_every == 2 and config.resolve("simple-gan").eval_every == 1
+    _scripted_quality(monkeypatch, [4.0, 2.0, 3.0])
+    result = train(tiny_config(epochs=5, eval_every=2, subset=64), tmp_path / "run", progress=False)
+    evals = read_metrics(tmp_path / "run" / ckpt.METRICS, kind="eval")
+    assert [(e["epoch"], e["fd"]) for e in evals] == [(2, 4.0), (4, 2.0), (5, 3.0)]
+    assert (result.best_fd, result.best_epoch) == (2.0, 4)
+    assert ckpt.export_info(tmp_path / "run", ckpt.BEST)["epoch"] == 4
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
