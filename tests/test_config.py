@@ -9,8 +9,9 @@ def test_presets_carry_the_tutorials_hyperparameters():
         ("mlp", 3e-4, 64, 32, 50, 0.0)
     dcgan = config.resolve("dcgan")
     assert (dcgan.model, dcgan.lr, dcgan.beta1, dcgan.beta2, dcgan.z_dim, dcgan.batch_size, dcgan.epochs) == \
-        ("dcgan", 2e-3, 0.5, 0.99, 64, 128, 20)
+        ("dcgan", 2e-3, 0.5, 0.99, 64, 128, 30)
     assert dcgan.rotation == 0.0 and dcgan.ema == 0.999 and dcgan.loss == "bce" and dcgan.data == "mnist5k"
+    assert (dcgan.conditional, simple.conditional) == ("auto", "false")
     assert config.resolve().preset == "dcgan"
 
 

@@ -256,8 +256,39 @@ def test_conditional_training_grid_has_a_column_per_class(tmp_path):
     evals = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "class_accuracy" in [e for e in evals if e["kind"] == "eval"][-1]
     with Image.open(tmp_path / "run" / "samples" / "epoch_001.png") as grid:
-        assert grid.size[0] == 10 * 30 + 2  # 10 columns of 28 + 2 padding
+        # 10 columns of 28 + 2 padding; sample_count 16 rounded up to 2 whole rows
+        assert grid.size == (10 * 30 + 2, 2 * 30 + 2)
     assert result.best_fd is not None
+
+
+def test_conditional_auto_follows_the_source(tmp_path):
+    assert config_mod.resolve("dcgan").conditional == "auto"
+    assert config_mod.resolve("simple-gan").conditional == "false"  # the tutorial's GAN, exactly
+    # a labeled source: conditional, and config.toml records what auto became
+    train(tiny_config(preset="dcgan", epochs=1, eval_every=0, subset=64), tmp_path / "labeled", progress=False)
+    cfg = load_run_config(tmp_path / "labeled")
+    assert (cfg.conditional, cfg.num_classes) == ("true", 10)
+    G = load_generator(tmp_path / "labeled")[0]
+    assert G.num_classes == 10
+    # a flat folder has no labels: unconditional
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(8):
+        Image.fromarray(torch.randint(0, 256, (28, 28), dtype=torch.uint8).numpy()).save(folder / f"{i}.png")
+    train(tiny_config(preset="dcgan", data=f"folder:{folder}", subset=0, batch_size=4, eval_every=0),
+          tmp_path / "flat-run", progress=False)
+    cfg = load_run_config(tmp_path / "flat-run")
+    assert (cfg.conditional, cfg.num_classes) == ("false", 0)
+
+
+def test_conditional_values_old_and_new(tmp_path):
+    assert config_mod.resolve("dcgan", sets={"conditional": "yes"}).conditional == "true"
+    assert config_mod.resolve("dcgan", conditional=False).conditional == "false"
+    old = tmp_path / "old.toml"  # a config.toml written before conditional took "auto": a TOML bool
+    old.write_text("conditional = true\nnum_classes = 10\n")
+    assert config_mod.load(old).conditional == "true"
+    with pytest.raises(GankitError, match="expects true, false or auto, got 'maybe'"):
+        config_mod.resolve("dcgan", sets={"conditional": "maybe"})
 
 
 def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys):
@@ -292,6 +323,7 @@ def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys
     (["--set", "ema=1.5"], "ema must be 0 (off) or a decay in [0.5, 1)"),
     (["--set", "diffaug=zoom"], "unknown diffaug policy 'zoom'"),
     (["--set", "spectral_norm=maybe"], "expects bool"),
+    (["--set", "conditional=2"], "config key 'conditional' expects true, false or auto, got '2'"),
     (["--set", "lr_d=-1"], "lr_d must be >= 0"),
     (["--set", "gp_lambda=-1"], "gp_lambda must be >= 0"),
     (["--set", "time_limit=-5"], "time_limit must be >= 0"),
@@ -386,7 +418,8 @@ def test_fused_mlp_step_matches_autograd(tmp_path):
 def test_width_multipliers_train_and_rebuild_from_the_run(tmp_path):
     # a wider D and a narrower G: trained, recorded in config.toml, and rebuilt by generate/evaluate
     run = tmp_path / "wide"
-    train(tiny_config(preset="dcgan", subset=64, eval_every=0, g_width=0.5, d_width=2.0, d_channels="8,16,32"), run,
+    train(tiny_config(preset="dcgan", subset=64, eval_every=0, g_width=0.5, d_width=2.0, d_channels="8,16,32",
+                      conditional=False), run,
           progress=False)
     cfg = load_run_config(run)
     assert (cfg.g_width, cfg.d_width, cfg.d_channels) == (0.5, 2.0, "8,16,32")

@@ -31,7 +31,10 @@ def test_one_epoch_writes_a_complete_run(request, fixture):
         assert all(math.isfinite(r[k]) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
         assert 0 <= r["D(x)"] <= 1 and 0 <= r["D(G(z))"] <= 1
     grid = read_png(run / "samples" / "epoch_001.png")
-    assert grid.shape == (1, 4 * 30 + 2, 4 * 30 + 2)  # 16 samples of 28x28, 2 px padding
+    # 16 samples of 28x28 with 2 px padding: 4 x 4 (simple-gan); the dcgan preset is conditional on the labeled
+    # digits, so its grid has a column per class and 16 rounds up to 2 whole rows
+    rows, cols = (2, 10) if ckpt.load_run_config(run).num_classes else (4, 4)
+    assert grid.shape == (1, rows * 30 + 2, cols * 30 + 2)
     state = ckpt.load_checkpoint(run)
     assert state["epoch"] == 1 and state["step"] == 8
     weights = load_file(str(run / "generator.safetensors"))
@@ -51,7 +54,7 @@ def test_tensorboard_events_hold_scalars_and_images(dcgan_run):
     assert {"loss_D", "loss_G", "D(x)", "D(G(z))"} <= set(tags["scalars"])
     assert "samples" in tags["images"]
     assert [e.step for e in acc.Scalars("loss_G")] == list(range(1, 9))
-    assert acc.Images("samples")[0].width == 4 * 30 + 2
+    assert acc.Images("samples")[0].width == 10 * 30 + 2  # conditional: one column per class
 
 
 def test_resume_gives_identical_losses(tmp_path):

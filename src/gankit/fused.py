@@ -21,7 +21,7 @@ SLOPE = 0.1  # the tutorial's LeakyReLU(0.1), in G and in D
 
 
 def supported(cfg) -> bool:
-    return (cfg.fused and cfg.model == "mlp" and cfg.loss == "bce" and not cfg.conditional
+    return (cfg.fused and cfg.model == "mlp" and cfg.loss == "bce" and cfg.conditional == "false"
             and cfg.n_critic <= 1 and not cfg.r1_gamma and not cfg.diffaug and not cfg.spectral_norm
             and not cfg.compile)
 

@@ -82,15 +82,18 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
 
     # Data: decoded once into a uint8 tensor on the training device.
     data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
-    if cfg.conditional and (data.labels is None or not data.classes):
-        raise GankitError(f"conditional=true needs a labeled source, and {cfg.data} has no labels "
-                          "(use class subfolders for a folder source)")
+    labeled = data.labels is not None and len(data.classes) >= 2
+    if cfg.conditional == "true" and not labeled:
+        raise GankitError(f"conditional=true needs a labeled source (2 or more classes), and {cfg.data} has "
+                          "none (use class subfolders for a folder source)")
     if not resume:  # write down what "auto" became, so config.toml describes the run exactly
+        conditional = cfg.conditional == "true" or (cfg.conditional == "auto" and labeled)
         cfg = config_mod.override(cfg, {
-            "channels": data.images.shape[1], "num_classes": len(data.classes) if cfg.conditional else 0,
-            "n_critic": cfg.n_critic or loss.n_critic, "d_norm": loss.d_norm if cfg.d_norm == "auto" else cfg.d_norm})
+            "conditional": conditional, "num_classes": len(data.classes) if conditional else 0,
+            "channels": data.images.shape[1], "n_critic": cfg.n_critic or loss.n_critic,
+            "d_norm": loss.d_norm if cfg.d_norm == "auto" else cfg.d_norm})
     images = data.images.to(device)
-    labels = data.labels.to(device) if cfg.conditional else None
+    labels = data.labels.to(device) if cfg.num_classes else None
 
     # Models and optimizers.
     torch.manual_seed(cfg.seed)
@@ -105,8 +108,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     # Without BatchNorm, D on [real; fake] in one call is the same function as two calls, and cheaper.
     joint_d = not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
     rng = torch.Generator(device).manual_seed(cfg.seed)  # noise, augmentation and penalty draws
-    fixed_noise = torch.randn(cfg.sample_count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
-    fixed_labels = class_labels(cfg.sample_count, cfg.num_classes, device)
+    # the fixed-noise grid: sample_count images, rounded up to whole rows of one column per class
+    count = -(-cfg.sample_count // cfg.num_classes) * cfg.num_classes if cfg.num_classes else cfg.sample_count
+    fixed_noise = torch.randn(count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    fixed_labels = class_labels(count, cfg.num_classes, device)
     epoch = step = 0
     loss_g = torch.zeros((), device=device)  # G's last loss, logged on the D-only steps in between (n_critic > 1)
     if state is not None:
