@@ -33,6 +33,24 @@ def test_generate_npy_is_seeded_and_in_range(capsys, dcgan_run, tmp_path):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+def test_generate_best_draws_from_best_safetensors(capsys, mlp_run, tmp_path):
+    import shutil
+
+    from gankit import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    shutil.copytree(mlp_run, run)
+    G, cfg = ckpt.load_generator(run)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.zero_()  # tanh(0): every pixel 0, unlike the trained last generator
+    ckpt.export_generator(G, cfg, run, name=ckpt.BEST, epoch=1)
+    for name, extra in (("last.npy", []), ("best.npy", ["--best"])):
+        assert run_cli(capsys, "generate", str(run), "-n", "4", "-o", str(tmp_path / name), *extra)[0] == 0
+    assert np.abs(np.load(tmp_path / "last.npy")).max() > 0.5
+    assert not np.load(tmp_path / "best.npy").any()
+
+
 def test_generate_directory_of_pngs(capsys, mlp_run, tmp_path):
     out = tmp_path / "imgs"
     assert run_cli(capsys, "generate", str(mlp_run), "-n", "12", "-o", str(out))[0] == 0

@@ -126,3 +126,16 @@ def test_width_multipliers_scale_every_layer(name, size):
     assert widths(D2)[:-1] == [w * 2 for w in widths(D1)[:-1]] and widths(D2)[-1] == 1
     images = G2(torch.randn(4, 64))
     assert images.shape == (4, 1, size, size) and D2(images).shape == (4,)
+
+
+def test_class_labels_take_turns_and_follow_a_prior():
+    from gankit.models import class_labels
+
+    assert class_labels(5, 0) is None
+    assert class_labels(12, 5).tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
+    # a balanced prior gives the same turns; a skewed one each class's share (largest remainders)
+    assert class_labels(20, 10, prior=torch.full((10,), 500)).tolist() == (torch.arange(20) % 10).tolist()
+    skewed = class_labels(10, 3, prior=torch.tensor([250, 150, 100]))
+    assert skewed.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 0, 0]
+    assert torch.bincount(class_labels(7, 3, prior=torch.tensor([0.6, 0.3, 0.1])), minlength=3).tolist() == [4, 2, 1]
+    assert class_labels(6, 2, prior=torch.ones(3)).tolist() == [0, 1, 0, 1, 0, 1]  # a prior of other classes: turns

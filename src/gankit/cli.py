@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--interpolate", type=int, default=0, metavar="FRAMES",
                    help="straight-line walks between random latent points: one row of FRAMES images per walk")
     g.add_argument("--gif", action="store_true", help="with --interpolate: also write the walks as an animated GIF")
+    g.add_argument("--best", action="store_true", help="draw from best.safetensors instead of the last generator")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
 
@@ -126,7 +127,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .generate import generate
 
     out = generate(args.run_dir, args.n, args.out, seed=args.seed, device=_device(args.device), klass=args.klass,
-                   interpolate=args.interpolate, gif=args.gif)
+                   interpolate=args.interpolate, gif=args.gif, best=args.best)
     what = f"{args.n or 8} walks of {args.interpolate} frames" if args.interpolate else f"{args.n or 64} images"
     print(f"wrote {what} to {out}" + (f" and {Path(out).with_suffix('.gif')}" if args.gif and out.suffix != ".gif" else ""))
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import data as data_mod
-from .checkpoint import export_info, load_generator
+from .checkpoint import BEST, GENERATOR, export_info, load_generator
 from .errors import GankitError
 from .images import grid, save_gif, save_png
 from .models import class_labels, run
@@ -47,9 +47,10 @@ def latent_walks(rows: int, frames: int, z_dim: int, seed: int = 0) -> torch.Ten
 
 
 def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0, device: str = "cpu",
-             klass: str | None = None, interpolate: int = 0, gif: bool = False) -> Path:
+             klass: str | None = None, interpolate: int = 0, gif: bool = False, best: bool = False) -> Path:
     """Write samples to `out`: .png -> one grid, .npy -> float32 array in [-1, 1], directory -> PNG each.
 
+    best: draw from best.safetensors (the lowest FD during training) instead of the last generator.
     klass: draw only this class (conditional runs). interpolate=K: n rows of K frames walking between random
     latent points (a grid with one walk per row); gif: also an animated GIF of the walks (out with .gif).
     """
@@ -64,7 +65,7 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
     kind = out.suffix.lower()
     if kind not in (".png", ".npy", "") and not (gif and kind == ".gif") and not out.is_dir():
         raise GankitError(f"output {out} must end in .png (grid) or .npy (array), or be a directory")
-    generator, cfg = load_generator(run_dir, device)
+    generator, cfg = load_generator(run_dir, device, name=BEST if best else GENERATOR)
 
     total = n * interpolate if interpolate else n
     if klass is not None:

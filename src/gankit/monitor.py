@@ -158,7 +158,7 @@ class Quality:
 
         if self.floor is None:
             self.floor = metrics.floor(self.reference, self.n, kid_subsets=10)
-        labels = class_labels(self.n, num_classes)
+        labels = class_labels(self.n, num_classes, prior=self.reference.class_prior)  # the data's class mix
         try:
             with eval_mode(generator):
                 return metrics.measure(lambda n: sample(generator, n, z_dim, seed, device=device, labels=labels),

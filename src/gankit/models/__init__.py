@@ -76,9 +76,23 @@ def run(module: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) 
     return module(x) if labels is None else module(x, labels)
 
 
-def class_labels(n: int, num_classes: int, device: str | torch.device = "cpu") -> torch.Tensor | None:
-    """0, 1, ..., num_classes - 1, 0, 1, ... (n labels), or None for an unconditional model."""
-    return torch.arange(n, device=device) % num_classes if num_classes else None
+def class_labels(n: int, num_classes: int, device: str | torch.device = "cpu",
+                 prior: torch.Tensor | None = None) -> torch.Tensor | None:
+    """n labels taking turns, 0, 1, ..., num_classes - 1, 0, 1, ..., or None for an unconditional model.
+
+    prior (the real class frequencies): each class gets its share of the n labels (largest remainders), so that
+    a conditional generator is measured on the data's class mix; a class that runs out leaves the turns.
+    """
+    if not num_classes:
+        return None
+    if prior is None or len(prior) != num_classes:
+        return torch.arange(n, device=device) % num_classes
+    share = prior.double().cpu() / prior.sum().item() * n
+    counts = share.floor().long()
+    counts[(share - counts).argsort(descending=True)[: n - int(counts.sum())]] += 1
+    labels = torch.repeat_interleave(torch.arange(num_classes), counts)
+    turn = torch.arange(n) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)  # index within its class
+    return labels[torch.argsort(turn * num_classes + labels)].to(device)
 
 
 @contextlib.contextmanager
