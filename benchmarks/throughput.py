@@ -108,9 +108,9 @@ def gankit_loop(preset: str, epochs: int, work: Path) -> tuple[float, float]:
     from gankit.train import train
 
     # the same networks and augmentation work as the tutorial loop (the dcgan preset no longer rotates by
-    # default; the widths are pinned, and the dcgan D's to the tutorial's 16-32-64 channels, so that the
-    # networks are compared like for like)
-    sets = {"rotation": TUTORIAL_ROTATION[preset], "g_width": 1, "d_width": 1,
+    # default; the widths are pinned, the dcgan D's to the tutorial's 16-32-64 channels, and both unconditional,
+    # so that the networks are compared like for like)
+    sets = {"rotation": TUTORIAL_ROTATION[preset], "g_width": 1, "d_width": 1, "conditional": "false",
             "d_channels": "16,32,64" if preset == "dcgan" else ""}
     cfg = config.resolve(preset, sets=sets, epochs=epochs, device="cpu")
     result = train(cfg, work / f"run-{preset}", progress=False)
