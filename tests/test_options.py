@@ -261,6 +261,22 @@ def test_conditional_training_grid_has_a_column_per_class(tmp_path):
     assert result.best_fd is not None
 
 
+def test_resumed_conditional_run_keeps_its_checkpoints_grid(tmp_path):
+    # a checkpoint from before grids were rounded up to whole rows holds fewer fixed noise vectors than a new
+    # run would draw: the resumed run keeps them, and labels them to match
+    from gankit.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    train(tiny_config(preset="dcgan", subset=64, eval_every=0), run, progress=False)
+    state = load_checkpoint(run)
+    assert state["fixed_noise"].shape[0] == 20  # sample_count 16 -> 2 rows of 10 classes
+    state["fixed_noise"] = state["fixed_noise"][:7]
+    save_checkpoint(state, run)
+    train(config_mod.override(load_run_config(run), {"epochs": 2}), run, resume=True, progress=False)
+    with Image.open(run / "samples" / "epoch_002.png") as grid:
+        assert grid.size == (7 * 30 + 2, 30 + 2)
+
+
 def test_conditional_auto_follows_the_source(tmp_path):
     assert config_mod.resolve("dcgan").conditional == "auto"
     assert config_mod.resolve("simple-gan").conditional == "false"  # the tutorial's GAN, exactly

@@ -111,7 +111,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     # the fixed-noise grid: sample_count images, rounded up to whole rows of one column per class
     count = -(-cfg.sample_count // cfg.num_classes) * cfg.num_classes if cfg.num_classes else cfg.sample_count
     fixed_noise = torch.randn(count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
-    fixed_labels = class_labels(count, cfg.num_classes, device)
     epoch = step = 0
     loss_g = torch.zeros((), device=device)  # G's last loss, logged on the D-only steps in between (n_critic > 1)
     if state is not None:
@@ -136,6 +135,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             raise GankitError(f"{run_dir} already trained {epoch} of {cfg.epochs} epochs: "
                               f"pass --epochs N with N > {epoch} to train further")
     fixed_noise = fixed_noise.to(device)
+    fixed_labels = class_labels(len(fixed_noise), cfg.num_classes, device)  # a checkpoint's grid keeps its size
     g_run, d_run = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
                 else contextlib.nullcontext())
