@@ -85,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # benchmarks/losses.py (BENCHMARKS.md): no RandomRotation(20) (augmenting only the reals teaches G
     # rotated digits: FD 109 -> 51) and a generator EMA of 0.999 (FD 51 -> 23), at an equal time budget; the
     # dcgan model's 28x28 D is wider than the project's (gankit.models.dcgan); on a labeled source the models
-    # are class-conditional (conditional=auto), trained 30 epochs (mnist5k, mean of 3 seeds: FD 3.2x the
+    # are class-conditional (conditional=auto), trained 30 epochs (mnist5k, mean of 3 seeds: FD 3.4x the
     # real-vs-real floor unconditional at 20 epochs, 2.2x conditional at 20, 1.8x conditional at 30).
     # `--set rotation=20 --set ema=0 --set d_channels=16,32,64 --set conditional=false --set epochs=20` is the
     # tutorial exactly. Evaluations every 2 epochs: one costs ~0.8 s of a ~3.4 s epoch on a 2-core CPU.
