@@ -250,6 +250,27 @@ def test_generate_class_is_honoured_and_evaluation_reports_class_accuracy(tmp_pa
     assert "class accuracy" in result.table()
 
 
+def test_evaluation_draws_labels_in_the_data_class_mix(tmp_path, digit_evaluator, monkeypatch):
+    from gankit import data as data_mod
+    from gankit import metrics
+    from gankit.evaluate import evaluate
+
+    run, _ = _stub_conditional_run(tmp_path, digit_evaluator)
+    cfg = load_run_config(run)
+    counts = torch.bincount(data_mod.load(cfg.data, subset=cfg.subset).labels, minlength=10)
+    assert counts.unique().numel() > 1  # the 256-digit subset is unbalanced
+    seen = {}
+    real_measure = metrics.measure
+
+    def spy(draw, model, ref, n, kid_subsets=50, labels=None):
+        seen["labels"] = labels
+        return real_measure(draw, model, ref, n, kid_subsets=kid_subsets, labels=labels)
+
+    monkeypatch.setattr(metrics, "measure", spy)
+    evaluate(run, n=256, progress=False, record=False)
+    assert torch.equal(torch.bincount(seen["labels"], minlength=10), counts)  # 256 labels, the data's counts
+
+
 def test_conditional_training_grid_has_a_column_per_class(tmp_path):
     result = train(tiny_config(conditional=True, ema=0.99, eval_every=1, eval_samples=100), tmp_path / "run",
                    progress=False)
