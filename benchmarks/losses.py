@@ -2,7 +2,8 @@
 
 Every variant starts from the dcgan preset, changes only what its row says, and trains for the same number
 of seconds (time_limit; evaluations every epoch are part of the budget, as they are for a user), or with
---epochs N for the same number of epochs (the default run's length is 20). Then its best and last
+--epochs N for the same number of epochs (the default run's length is 30; a variant that names its own
+epochs keeps them, and under --seconds the time limit still ends it). Then its best and last
 generators are measured with n = 2,500 samples against the real-vs-real floor at that size. With --seeds
 each variant is trained once per seed and the table shows the mean best FD and each seed's.
 The evaluator is trained (or taken from the cache) before the first variant, outside every budget.

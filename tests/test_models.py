@@ -139,3 +139,6 @@ def test_class_labels_take_turns_and_follow_a_prior():
     assert skewed.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 0, 0]
     assert torch.bincount(class_labels(7, 3, prior=torch.tensor([0.6, 0.3, 0.1])), minlength=3).tolist() == [4, 2, 1]
     assert class_labels(6, 2, prior=torch.ones(3)).tolist() == [0, 1, 0, 1, 0, 1]  # a prior of other classes: turns
+    assert class_labels(4, 2, prior=torch.zeros(2)).tolist() == [0, 1, 0, 1]  # no counts at all: turns
+    assert class_labels(3, 5, prior=torch.ones(5)).tolist() == [0, 1, 2]  # ties go to the first classes
+    assert class_labels(4, 3, prior=torch.tensor([0, 5, 5])).tolist() == [1, 2, 1, 2]  # an empty class: never

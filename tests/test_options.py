@@ -326,6 +326,14 @@ def test_conditional_values_old_and_new(tmp_path):
     assert config_mod.load(old).conditional == "true"
     with pytest.raises(GankitError, match="expects true, false or auto, got 'maybe'"):
         config_mod.resolve("dcgan", sets={"conditional": "maybe"})
+    # a Config made in code with a bool: refused by validate, understood by train
+    import dataclasses
+
+    made = dataclasses.replace(tiny_config(subset=64, eval_every=0), conditional=True)
+    with pytest.raises(GankitError, match="expects true, false or auto, got True"):
+        config_mod.validate(made)
+    train(made, tmp_path / "run", progress=False)
+    assert load_run_config(tmp_path / "run").num_classes == 10
 
 
 def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys):
@@ -386,6 +394,17 @@ def test_conditional_needs_labels(tmp_path, capsys):
                  str(tmp_path / "run")]) == 2
     assert "needs a labeled source" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_generate_best_without_evaluations_says_why(tmp_path, capsys, mlp_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(mlp_run, run)
+    (run / "best.safetensors").unlink()
+    assert main(["generate", str(run), "--best", "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "kept by the evaluations during training" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("extra, message", [

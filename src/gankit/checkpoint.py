@@ -113,6 +113,10 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
     cfg = load_run_config(run_dir)
     path = Path(run_dir) / name
     if not path.is_file():
+        if name == BEST and (Path(run_dir) / GENERATOR).is_file():
+            raise GankitError(f"{run_dir} has no {name}: it is kept by the evaluations during training, and this "
+                              "run made none (eval_every=0, or unlabeled data without an evaluator); "
+                              "leave out --best to use the last generator")
         raise GankitError(f"{run_dir} has no {name} yet: train at least one epoch first")
     try:
         weights = load_file(str(path), device=str(device))

@@ -202,6 +202,8 @@ def validate(cfg: Config) -> None:
          f"r1_gamma works with loss bce or hinge, not {cfg.loss} (wgan-gp has its own penalty)")
     need(cfg.label_smoothing == 0 or cfg.loss == "bce", f"label_smoothing works with loss bce only, not {cfg.loss}")
     need(cfg.d_norm in D_NORMS, f"d_norm must be one of {', '.join(D_NORMS)}, got '{cfg.d_norm}'")
+    need(cfg.conditional in ("auto", "true", "false"),
+         f"config key 'conditional' expects true, false or auto, got {cfg.conditional!r}")
     need(not (cfg.loss == "wgan-gp" and cfg.d_norm == "batch"),
          "wgan-gp penalizes per-sample gradients, which BatchNorm mixes across the batch: use d_norm=layer or none")
     need(cfg.ema == 0 or 0.5 <= cfg.ema < 1, f"ema must be 0 (off) or a decay in [0.5, 1), got {cfg.ema}")

@@ -48,12 +48,17 @@ class ImageData:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def class_counts(self) -> torch.Tensor | None:
+        """Images per class (None when unlabeled)."""
+        if self.classes is None or self.labels is None:
+            return None
+        return torch.bincount(self.labels.cpu(), minlength=len(self.classes))
+
     def describe(self) -> str:
         n, c, h, w = self.images.shape
         lines = [f"source: {self.name}", f"images: {n}", f"shape: {c} x {h} x {w} (uint8)"]
-        if self.classes is not None and self.labels is not None:
-            counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
-            lines.append(f"classes: {len(self.classes)}: " + ", ".join(f"{k} ({v})" for k, v in zip(self.classes, counts)))
+        if (counts := self.class_counts()) is not None:
+            lines.append(f"classes: {len(self.classes)}: " + ", ".join(f"{k} ({v})" for k, v in zip(self.classes, counts.tolist())))
         else:
             lines.append("classes: none (unlabeled)")
         if self.skipped:

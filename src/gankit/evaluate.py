@@ -55,8 +55,8 @@ def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, b
     ref = ev.reference_for(data, model)
     n_ref = min(n, len(ref.features_b))
     try:
-        # a conditional generator needs labels in any feature space: the data's class mix where it is known
-        labels = class_labels(n, cfg.num_classes, prior=ref.class_prior)
+        # a conditional generator needs labels in any feature space: in the data's class mix
+        labels = class_labels(n, cfg.num_classes, prior=data.class_counts())
         values = metrics.measure(lambda k: sample(generator, k, cfg.z_dim, seed, device=device, labels=labels),
                                  model, ref, n, labels=labels if ref.num_classes else None)
     except ValueError as exc:

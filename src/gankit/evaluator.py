@@ -139,9 +139,8 @@ def reference_for(data: data_mod.ImageData, evaluator: clf.Classifier) -> Refere
     a, b = halves(data, getattr(evaluator, "half_cap", HALF_CAP))
     features_a, _ = evaluator.embed(data.images[a])
     features_b, logits_b = evaluator.embed(data.images[b])
-    if logits_b is not None and data.labels is not None and data.classes:
-        prior = torch.bincount(data.labels, minlength=len(data.classes)).double()
-        prior = (prior / prior.sum()).float()
+    if logits_b is not None and (counts := data.class_counts()) is not None:
+        prior = (counts.double() / counts.sum()).float()
     else:
         prior = torch.zeros(0)
     preds_b = logits_b.argmax(1) if logits_b is not None else torch.zeros(0, dtype=torch.long)

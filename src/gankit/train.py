@@ -73,6 +73,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
           progress: bool = True) -> RunResult:
     """Train a new run into run_dir (which must not exist yet), or continue it with resume=True."""
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    cfg = config_mod.override(cfg, {"conditional": cfg.conditional})  # a Config made in code may hold a bool
     state = ckpt.load_checkpoint(run_dir) if resume else None
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise GankitError(f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
@@ -109,7 +110,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     joint_d = not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
     rng = torch.Generator(device).manual_seed(cfg.seed)  # noise, augmentation and penalty draws
     # the fixed-noise grid: sample_count images, rounded up to whole rows of one column per class
-    count = -(-cfg.sample_count // cfg.num_classes) * cfg.num_classes if cfg.num_classes else cfg.sample_count
+    k = cfg.num_classes
+    count = -(-cfg.sample_count // k) * k if 0 < k <= cfg.sample_count else cfg.sample_count
     fixed_noise = torch.randn(count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     epoch = step = 0
     loss_g = torch.zeros((), device=device)  # G's last loss, logged on the D-only steps in between (n_critic > 1)
@@ -175,12 +177,14 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         print(f"gankit: {cfg.preset} ({cfg.model}, {cfg.loss}) on {cfg.data}: {len(data)} images "
               f"{tuple(data.images.shape[1:])}, {device.type}, {what} -> {run_dir}", file=sys.stderr)
 
+    class_counts = data.class_counts()  # labels of the EMA's BatchNorm recalibration follow the data's mix
+
     def prepare_sampler(at_step: int) -> None:
         """EMA generator: BatchNorm statistics for the averaged weights, from noise seeded by the step."""
         if ema:
             g = torch.Generator(device).manual_seed(cfg.seed * 7919 + at_step)
             ema.recalibrate(lambda n: (torch.randn(n, cfg.z_dim, device=device, generator=g),
-                                       class_labels(n, cfg.num_classes, device)))
+                                       class_labels(n, cfg.num_classes, device, prior=class_counts)))
 
     def autograd_step(real, y, z, g_step: bool, loss_g):
         """One D step (and, every n_critic steps, one G step) through autograd; (loss_D, loss_G, D(x), D(G(z)))."""

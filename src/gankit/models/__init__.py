@@ -85,11 +85,11 @@ def class_labels(n: int, num_classes: int, device: str | torch.device = "cpu",
     """
     if not num_classes:
         return None
-    if prior is None or len(prior) != num_classes:
+    if prior is None or len(prior) != num_classes or not prior.sum() > 0:
         return torch.arange(n, device=device) % num_classes
     share = prior.double().cpu() / prior.sum().item() * n
     counts = share.floor().long()
-    counts[(share - counts).argsort(descending=True)[: n - int(counts.sum())]] += 1
+    counts[(share - counts).argsort(descending=True, stable=True)[: n - int(counts.sum())]] += 1
     labels = torch.repeat_interleave(torch.arange(num_classes), counts)
     turn = torch.arange(n) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)  # index within its class
     return labels[torch.argsort(turn * num_classes + labels)].to(device)
