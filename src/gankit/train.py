@@ -83,7 +83,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
 
     # Data: decoded once into a uint8 tensor on the training device.
     data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
-    labeled = data.labels is not None and len(data.classes) >= 2
+    labeled = data.labels is not None and len(data.classes or ()) >= 2
     if cfg.conditional == "true" and not labeled:
         raise GankitError(f"conditional=true needs a labeled source (2 or more classes), and {cfg.data} has "
                           "none (use class subfolders for a folder source)")
