@@ -124,27 +124,28 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
 
 def test_discriminator_winning_is_reported_once():
     found = []
-    h = Health(found.append)
+    h = Health()
     for step in range(2 * WINDOW):  # balanced: nothing to report
-        h.on_step(1, step, {"loss_D": 0.6, "loss_G": 0.8, "D(x)": 0.55, "D(G(z))": 0.45})
+        found += h.on_step(1, step, {"loss_D": 0.6, "loss_G": 0.8, "D(x)": 0.55, "D(G(z))": 0.45})
     assert found == []
     for step in range(2 * WINDOW):  # D wins: D(x) -> 1, D(G(z)) -> 0, G's loss climbing
-        h.on_step(2, 1000 + step, {"loss_D": 0.05, "loss_G": 3.0 + step / 100, "D(x)": 0.97, "D(G(z))": 0.03})
+        found += h.on_step(2, 1000 + step, {"loss_D": 0.05, "loss_G": 3.0 + step / 100, "D(x)": 0.97,
+                                            "D(G(z))": 0.03})
     assert [f.kind for f in found] == ["d_wins"]
     assert "label_smoothing" in found[0].line()
 
 
 def test_collapse_is_reported_from_coverage_or_spread():
     found = []
-    h = Health(found.append)
-    h.on_eval(1, 10, {"fd": 500.0, "spread": 0.1, "classes_covered": 1}, 10, None, evaluations=1)
+    h = Health()
+    found += h.on_eval(1, 10, {"fd": 500.0, "spread": 0.1, "classes_covered": 1}, 10, None, evaluations=1)
     assert found == []  # an untrained generator lacks variety: not yet a collapse
-    h.on_eval(1, 10, {"fd": 5.0, "spread": 0.9, "classes_covered": 10}, 10, None)
+    found += h.on_eval(1, 10, {"fd": 5.0, "spread": 0.9, "classes_covered": 10}, 10, None)
     assert found == []
-    h.on_eval(2, 20, {"fd": 50.0, "spread": 0.9, "classes_covered": 2}, 10, 10)
+    found += h.on_eval(2, 20, {"fd": 50.0, "spread": 0.9, "classes_covered": 2}, 10, 10)
     assert [f.kind for f in found] == ["collapse"] and "only 2 of 10 classes" in found[0].message
-    h.on_eval(3, 30, {"fd": 5.0, "spread": 0.9, "classes_covered": 10}, 10, 10)  # recovered
-    h.on_eval(4, 40, {"fd": 9.0, "spread": 0.2, "classes_covered": 10}, 10, 10)
+    found += h.on_eval(3, 30, {"fd": 5.0, "spread": 0.9, "classes_covered": 10}, 10, 10)  # recovered
+    found += h.on_eval(4, 40, {"fd": 9.0, "spread": 0.2, "classes_covered": 10}, 10, 10)
     assert len(found) == 2 and "spread is 0.20" in found[1].message
 
 

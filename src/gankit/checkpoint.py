@@ -11,19 +11,18 @@ RUN_DIR/
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import config as config_mod
 from .errors import GankitError
+from .files import atomic_write
 from .models import build_generator
 
 CONFIG = "config.toml"
@@ -33,31 +32,6 @@ BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples"
 TENSORBOARD = "tb"
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) on a temporary file beside `path`, flush it to disk, then rename it over `path`.
-
-    A crash at any moment leaves either the old file or the new one, never a torn one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_checkpoint(state: dict[str, Any], run_dir: str | Path) -> None:
@@ -78,6 +52,84 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
     if missing:
         raise GankitError(f"checkpoint {path} lacks {', '.join(sorted(missing))}: not a gankit checkpoint")
     return state
+
+
+# What a checkpoint holds (gankit.train.Trainer.state_dict writes exactly these) and the type of each value.
+STATE_KEYS: dict[str, type] = {"generator": dict, "discriminator": dict, "opt_g": dict, "opt_d": dict,
+                               "epoch": int, "step": int, "rng": torch.Tensor, "fixed_noise": torch.Tensor}
+# Written by every gankit since they were added; older checkpoints resume without them.
+OPTIONAL_KEYS: dict[str, type] = {"ema": dict, "loss_g": torch.Tensor, "rng_device": str, "quality": dict,
+                                  "config": dict}
+
+
+def check_state(state: dict[str, Any], cfg: config_mod.Config, models: dict[str, torch.nn.Module],
+                ema=None) -> None:
+    """Check a loaded checkpoint against this run before anything is restored: every key present with its
+    type, every weight with its shape, the EMA generator when the run keeps one, the fixed noise's size.
+    Raises GankitError naming the first thing wrong."""
+    for key in STATE_KEYS:
+        if key not in state:
+            raise GankitError(f"it lacks '{key}'")
+    for key, kind in {**STATE_KEYS, **OPTIONAL_KEYS}.items():
+        value = state.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise GankitError(f"its '{key}' is a {type(value).__name__} where a {kind.__name__} belongs")
+    if state["epoch"] < 0 or state["step"] < 0:
+        raise GankitError(f"its epoch ({state['epoch']}) and step ({state['step']}) must be >= 0")
+    for name, module in models.items():
+        check_weights(name, state[name], module)
+    if ema is not None:
+        saved = state.get("ema") or {}
+        if not isinstance(saved.get("model"), dict) or not isinstance(saved.get("updates"), int):
+            raise GankitError(f"this run keeps an EMA generator (ema={cfg.ema}) and the checkpoint holds none")
+        check_weights("EMA generator", saved["model"], ema.model)
+    noise = state["fixed_noise"]
+    if noise.dim() != 2 or noise.shape[0] < 1 or noise.shape[1] != cfg.z_dim or not noise.is_floating_point():
+        raise GankitError(f"its fixed noise is a {noise.dtype} tensor of shape {tuple(noise.shape)}, not N x "
+                          f"{cfg.z_dim} floats (z_dim {cfg.z_dim})")
+    loss_g = state.get("loss_g")
+    if loss_g is not None and loss_g.numel() != 1:
+        raise GankitError(f"its loss_g holds {loss_g.numel()} values, not one")
+    if state.get("rng_device", "cpu") not in ("cpu", "cuda"):
+        raise GankitError(f"its rng_device is {state['rng_device']!r}, not cpu or cuda")
+
+
+def check_weights(name: str, saved: dict[str, Any], module: torch.nn.Module) -> None:
+    """saved must hold a tensor of the right shape for every entry of module.state_dict(), and nothing else."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    if missing or unexpected:
+        which = f"lacks '{missing[0]}'" if missing else f"has '{unexpected[0]}', which this run's model has not"
+        raise GankitError(f"its {name} is another model: it {which} ({len(missing)} missing, "
+                          f"{len(unexpected)} unexpected entries)")
+    for key, value in saved.items():
+        if not isinstance(value, torch.Tensor):
+            raise GankitError(f"its {name} entry '{key}' is a {type(value).__name__}, not a tensor")
+        if value.shape != expected[key].shape:
+            raise GankitError(f"its {name} entry '{key}' has shape {tuple(value.shape)} where this run's model "
+                              f"has {tuple(expected[key].shape)}: a checkpoint of another model")
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], name: str) -> None:
+    """optimizer.load_state_dict(saved), with its moment estimates checked against the parameters' shapes."""
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        raise GankitError(f"its {name} does not fit this run's optimizer ({str(exc).splitlines()[0]})") from None
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if key != "step" and isinstance(value, torch.Tensor) and value.shape != param.shape:
+                    raise GankitError(f"its {name} holds '{key}' of shape {tuple(value.shape)} for a parameter "
+                                      f"of shape {tuple(param.shape)}")
+
+
+def set_rng_state(rng: torch.Generator, state: torch.Tensor) -> None:
+    try:
+        rng.set_state(state.cpu())
+    except (RuntimeError, TypeError) as exc:
+        raise GankitError(f"its rng is not a random generator state ({str(exc).splitlines()[0]})") from None
 
 
 def export_generator(generator: torch.nn.Module, cfg: config_mod.Config, run_dir: str | Path,
@@ -134,8 +186,6 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
 
 def export_info(run_dir: str | Path, name: str = GENERATOR) -> dict[str, Any]:
     """The metadata of an exported generator: model spec, and the epoch and step it was saved at."""
-    from safetensors import safe_open
-
     path = Path(run_dir) / name
     try:
         with safe_open(str(path), "pt") as fh:

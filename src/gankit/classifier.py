@@ -10,6 +10,7 @@ the file's metadata, so it loads without anything else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,12 +18,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import data as data_mod
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .errors import GankitError
 from .models import eval_mode
 
@@ -80,8 +81,6 @@ class Classifier(nn.Module):
 
 def data_hash(data: data_mod.ImageData) -> str:
     """A content hash of a loaded source (images and labels): the evaluator cache's key."""
-    import hashlib
-
     h = hashlib.sha256()
     h.update(repr(tuple(data.images.shape)).encode())
     h.update(data.images.contiguous().numpy().tobytes())
@@ -156,8 +155,6 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
     if not path.is_file():
         raise GankitError(f"evaluator not found: {path}")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as fh:
             meta = fh.metadata() or {}
         weights = load_file(str(path), device=str(device))

@@ -7,6 +7,7 @@ The resolved config is written to RUN_DIR/config.toml and is all that later comm
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -15,7 +16,11 @@ from typing import Any
 
 import tomli_w
 
+from .diffaug import parse_policy
 from .errors import GankitError
+from .files import atomic_write_text
+from .losses import LOSSES
+from .models import MODELS
 
 
 @dataclass
@@ -24,8 +29,9 @@ class Config:
     preset: str = "dcgan"
     model: str = "dcgan"
     loss: str = "bce"  # bce | lsgan | hinge | wgan-gp (see gankit.losses)
-    conditional: str = "auto"  # class-conditional G (one-hot label) and projection D: true | false | auto (true
-    #                            for a source with labels of 2+ classes); config.toml records what auto became
+    conditional: str | bool = "auto"  # class-conditional G (one-hot label) and projection D: true | false | auto
+    #                                   (true for a source with labels of 2+ classes); resolved to a bool before
+    #                                   training (resolve_for_data), and config.toml records what auto became
     num_classes: int = 0  # set from the data when conditional
     g_width: float = 1.0  # multiplies every G layer's channels (1 = the tutorial's network)
     d_width: float = 1.0  # multiplies every D layer's channels
@@ -80,7 +86,7 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The simple-GAN tutorial: MLP G/D, Adam 3e-4 with default betas, z 64, batch 32, 50 epochs.
     "simple-gan": dict(model="mlp", lr=3e-4, beta1=0.9, beta2=0.999, z_dim=64, batch_size=32, epochs=50,
-                       rotation=0.0, conditional="false"),
+                       rotation=0.0, conditional=False),
     # The DCGAN project: lr 2e-3, betas (0.5, 0.99), noise 64, batch 128, 20 epochs. Changes, each chosen from
     # benchmarks/losses.py (BENCHMARKS.md): no RandomRotation(20) (augmenting only the reals teaches G
     # rotated digits: FD 109 -> 51) and a generator EMA of 0.999 (FD 51 -> 23), at an equal time budget; the
@@ -107,11 +113,11 @@ def _coerce(key: str, value: Any) -> Any:
     if key not in FIELDS:
         raise GankitError(f"unknown config key '{key}' (known: {', '.join(sorted(FIELDS))})")
     kind = type(getattr(Config(), key))
-    if key == "conditional":  # true | false | auto; a bool (older config.toml files, the library) is accepted
+    if key == "conditional":  # auto, or a bool (from true/false/yes/no/1/0: older config.toml files hold strings)
         text = str(value).strip().lower()
         flag = value if isinstance(value, bool) else _BOOL_WORDS.get(text)
         if flag is not None:
-            return "true" if flag else "false"
+            return flag
         if text != "auto":
             raise GankitError(f"config key 'conditional' expects true, false or auto, got '{value}'")
         return text
@@ -173,9 +179,8 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise GankitError(message)
 
-    from .losses import LOSSES
-    from .models import MODELS
-
+    for key, value in cfg.to_dict().items():
+        need(not isinstance(value, float) or math.isfinite(value), f"{key} must be a finite number, got {value}")
     need(cfg.model in MODELS, f"unknown model '{cfg.model}' (choose from: {', '.join(MODELS)})")
     need(cfg.loss in LOSSES, f"unknown loss '{cfg.loss}' (choose from: {', '.join(LOSSES)})")
     need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")
@@ -202,7 +207,7 @@ def validate(cfg: Config) -> None:
          f"r1_gamma works with loss bce or hinge, not {cfg.loss} (wgan-gp has its own penalty)")
     need(cfg.label_smoothing == 0 or cfg.loss == "bce", f"label_smoothing works with loss bce only, not {cfg.loss}")
     need(cfg.d_norm in D_NORMS, f"d_norm must be one of {', '.join(D_NORMS)}, got '{cfg.d_norm}'")
-    need(cfg.conditional in ("auto", "true", "false"),
+    need(cfg.conditional == "auto" or isinstance(cfg.conditional, bool),
          f"config key 'conditional' expects true, false or auto, got {cfg.conditional!r}")
     need(not (cfg.loss == "wgan-gp" and cfg.d_norm == "batch"),
          "wgan-gp penalizes per-sample gradients, which BatchNorm mixes across the batch: use d_norm=layer or none")
@@ -211,8 +216,6 @@ def validate(cfg: Config) -> None:
     need(cfg.num_classes >= 0, f"num_classes must be >= 0, got {cfg.num_classes}")
     need(0 < cfg.g_width <= 16 and 0 < cfg.d_width <= 16,
          f"g_width and d_width must be in (0, 16], got {cfg.g_width}, {cfg.d_width}")
-    from .diffaug import parse_policy
-
     parse_policy(cfg.diffaug)
     need(DEVICE.fullmatch(cfg.device) is not None,
          f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")
@@ -222,8 +225,6 @@ def validate(cfg: Config) -> None:
 
 def d_widths(cfg: Config) -> tuple[int, ...]:
     """cfg.d_channels as numbers (() = the architecture's own), checked against the architecture's layers."""
-    from .models import MODELS
-
     if not cfg.d_channels.strip():
         return ()
     own = MODELS[cfg.model].d_channels(cfg.image_size)
@@ -240,10 +241,7 @@ def d_widths(cfg: Config) -> tuple[int, ...]:
 
 def save(cfg: Config, path: str | Path) -> None:
     """Write the resolved config atomically (a crash never leaves a torn config.toml)."""
-    from .checkpoint import atomic_write
-
-    text = "# gankit run configuration (resolved)\n" + tomli_w.dumps(cfg.to_dict())
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(path, "# gankit run configuration (resolved)\n" + tomli_w.dumps(cfg.to_dict()))
 
 
 def load(path: str | Path) -> Config:
@@ -262,5 +260,50 @@ def override(cfg: Config, changes: dict[str, Any]) -> Config:
     return new
 
 
+def resolve_for_data(cfg: Config, classes: int, channels: int) -> Config:
+    """The run's concrete config: every "auto" value decided from the data, once, before anything is built.
+
+    classes: the number of classes the source is labeled with (0 when unlabeled); channels: what it holds.
+    conditional becomes a bool (and num_classes follows it), channels the source's, n_critic and d_norm the
+    loss's own when left at 0 / auto. A concrete config (a resumed run's) passes unchanged, after a check that
+    the data still fits it.
+    """
+    labeled = classes >= 2
+    if cfg.conditional is True and not labeled:
+        raise GankitError(f"conditional=true needs a labeled source (2 or more classes), and {cfg.data} has "
+                          "none (use class subfolders for a folder source)")
+    conditional = labeled if cfg.conditional == "auto" else cfg.conditional
+    if conditional and cfg.num_classes and cfg.num_classes != classes:
+        raise GankitError(f"this run's generator draws {cfg.num_classes} classes, and {cfg.data} now has {classes}: "
+                          "train a new run on this data")
+    loss = LOSSES[cfg.loss]
+    return override(cfg, {"conditional": conditional, "num_classes": classes if conditional else 0,
+                          "channels": channels, "n_critic": cfg.n_critic or loss.n_critic,
+                          "d_norm": loss.d_norm if cfg.d_norm == "auto" else cfg.d_norm})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How this process runs a concrete config: choices of machinery that never change the math (up to
+    floating point) and so are not part of the run's identity. Decided once, by `plan`."""
+
+    fused: bool  # the hand-written mlp + bce step (gankit.fused) in place of autograd
+    autocast: bool  # bf16 autocast of the forward passes (CUDA only)
+    channels_last: bool  # channels-last memory format for the conv models
+    compile: bool  # torch.compile the forward passes
+
+
+def plan(cfg: Config, device_type: str) -> Plan:
+    """The machinery for a concrete config (resolve_for_data) on a device of this type ("cpu", "cuda")."""
+    if cfg.conditional == "auto":
+        raise ValueError("plan() needs a concrete config: call resolve_for_data first")
+    autocast = cfg.amp and device_type == "cuda"
+    # the fused step writes out the plain tutorial pair's math: anything that changes the step rules it out
+    fused = (cfg.fused and cfg.model == "mlp" and cfg.loss == "bce" and not cfg.conditional and cfg.n_critic <= 1
+             and not cfg.r1_gamma and not cfg.diffaug and not cfg.spectral_norm and not cfg.compile and not autocast)
+    return Plan(fused=fused, autocast=autocast, channels_last=cfg.channels_last and cfg.model != "mlp",
+                compile=cfg.compile)
+
+
 __all__ = ["Config", "PRESETS", "RESUMABLE_KEYS", "resolve", "validate", "save", "load", "override",
-           "parse_sets", "d_widths"]
+           "parse_sets", "d_widths", "resolve_for_data", "Plan", "plan"]

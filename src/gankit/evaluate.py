@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import checkpoint as ckpt
+from . import classifier as clf
 from . import data as data_mod
+from . import evaluator as ev
 from . import metrics
 from .errors import GankitError
+from .models import class_labels
+from .records import MetricsFile
+from .sampling import sample
 
 
 @dataclass
@@ -40,10 +44,6 @@ def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, b
              seed: int = 0, device: str = "cpu", progress: bool = True, record: bool = True,
              features: str = "evaluator") -> Evaluation:
     """Measure RUN_DIR's generator (or best.safetensors) on n samples; append the result to metrics.jsonl."""
-    from . import evaluator as ev
-    from .generate import sample
-    from .models import class_labels
-
     if n < 10:
         raise GankitError(f"-n must be >= 10 for the metrics to mean anything, got {n}")
     name = ckpt.BEST if best else ckpt.GENERATOR
@@ -64,20 +64,16 @@ def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, b
     result = Evaluation(Path(run_dir), "best" if best else "generator", features, int(info.get("epoch", 0)),
                         int(info.get("step", 0)), n, values, metrics.floor(ref, n_ref))
     if record:
-        with open(Path(run_dir) / ckpt.METRICS, "a") as fh:
-            fh.write(json.dumps(result.to_dict()) + "\n")
+        MetricsFile(Path(run_dir) / ckpt.METRICS).append(result.to_dict())
     return result
 
 
 def classify(paths: list[str | Path], evaluator: str | Path) -> list[tuple[str, str, float]]:
     """(path, predicted class, probability) for each image file, with a trained gankit classifier."""
-    from . import classifier as clf
-    from .data import read_image
-
     model = clf.load_classifier(evaluator)
     out = []
     for path in paths:
-        image = read_image(Path(path), model.spec.image_size)
+        image = data_mod.read_image(Path(path), model.spec.image_size)
         if image is None:
             raise GankitError(f"cannot read image {path}")
         image = data_mod.fit(image.unsqueeze(0), model.spec.image_size, model.spec.channels)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,12 +20,12 @@ from safetensors.torch import load_file, save_file
 
 from . import classifier as clf
 from . import data as data_mod
-from .checkpoint import atomic_write
+from .files import atomic_write
+from .metrics import PR_K, Reference
 from .errors import GankitError
 
 HALF_CAP = 10_000
 EVALUATOR_VERSION = 2  # in the cache key: bump when the way evaluators are trained changes (2: half B held out)
-PR_K = 3  # neighbours for the precision/recall manifolds (gankit.metrics)
 
 
 def cache_dir() -> Path:
@@ -101,29 +100,6 @@ def halves(data: data_mod.ImageData, cap: int = HALF_CAP) -> tuple[torch.Tensor,
         raise GankitError(f"{data.name} holds {len(data)} images: too few to measure against "
                           f"(at least {2 * (PR_K + 1)})")
     return order[:half], order[half:2 * half]
-
-
-@dataclass
-class Reference:
-    """Real features of two disjoint halves, B's predicted classes, and the real class distribution."""
-
-    features_a: torch.Tensor
-    features_b: torch.Tensor
-    preds_b: torch.Tensor
-    class_prior: torch.Tensor  # real label frequencies (empty when unlabeled)
-    radii_a: dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)  # k -> radii
-
-    def knn_radii(self, k: int) -> torch.Tensor:
-        """Half A's k-th-neighbour radii (the real manifold of precision), computed once per reference."""
-        from .metrics import kth_radius
-
-        if k not in self.radii_a:
-            self.radii_a[k] = kth_radius(self.features_a, k)
-        return self.radii_a[k]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_prior)
 
 
 def reference_for(data: data_mod.ImageData, evaluator: clf.Classifier) -> Reference:

@@ -6,10 +6,11 @@ themselves (profile in BENCHMARKS.md). Writing the two backward passes out (four
 Tanh, BCE-with-logits) takes one step from ~5 ms to ~2 ms on a 2-core EPYC. The math is exactly the autograd loop's:
 D on [real; fake] in one call, the fake batch reused for the G step through the updated D, D's weights not
 updated by the G step, one-sided label smoothing; gradients are handed to the same torch.optim.Adam
-objects, so checkpoints, resume and EMA are unchanged. `tests/test_options.py` checks it against autograd.
+objects, so checkpoints, resume and EMA are unchanged. `tests/test_fused.py` checks it against autograd.
 
-Used when the run is mlp + bce with nothing else that changes the step (no penalty, DiffAugment, n_critic,
-conditioning, spectral norm, compile, autocast); `--set fused=false` turns it off.
+The same call as `gankit.steps.AutogradStep`. Used when the run is mlp + bce with nothing else that changes
+the step (no penalty, DiffAugment, n_critic, conditioning, spectral norm, compile, autocast): `gankit.config.plan`
+decides; `--set fused=false` turns it off.
 """
 
 from __future__ import annotations
@@ -18,12 +19,6 @@ import torch
 import torch.nn.functional as F
 
 SLOPE = 0.1  # the tutorial's LeakyReLU(0.1), in G and in D
-
-
-def supported(cfg) -> bool:
-    return (cfg.fused and cfg.model == "mlp" and cfg.loss == "bce" and cfg.conditional == "false"
-            and cfg.n_critic <= 1 and not cfg.r1_gamma and not cfg.diffaug and not cfg.spectral_norm
-            and not cfg.compile)
 
 
 def _leaky_grad(pre: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -44,6 +39,7 @@ class FusedMLPStep:
         self.direct = True  # call the fused Adam kernel directly (see _apply)
         self._state: dict[int, tuple[list, list, list]] = {}  # per optimizer: its step, exp_avg, exp_avg_sq
         self._target = torch.empty(0)
+        self.loss_g = torch.zeros((), device=g1.weight.device)  # the last G loss (see gankit.steps)
 
     def _targets(self, B: int, device: torch.device) -> torch.Tensor:
         """D's targets for [real; fake]: 1 - smoothing, then 0 (made once per batch size)."""
@@ -92,9 +88,18 @@ class FusedMLPStep:
         for p in params:
             p.grad = None
 
+    def __call__(self, real: torch.Tensor, y: None, z: torch.Tensor, g_step: bool = True,
+                 r1: bool = False) -> tuple[torch.Tensor, ...]:
+        """(loss_D, loss_G, D(x), D(G(z))) as 0-d tensors; real is B x C x H x W in [-1, 1]. Every step updates
+        both networks, unconditionally, without penalties: what gankit.config.plan makes sure of."""
+        if y is not None or not g_step or r1:
+            raise ValueError("the fused mlp step is unconditional, one D step per G step, without R1")
+        scalars = self._step(real, z)
+        self.loss_g = scalars[1]
+        return scalars
+
     @torch.no_grad()
-    def step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(loss_D, loss_G, D(x), D(G(z))) as 0-d tensors; real is B x C x H x W in [-1, 1]."""
+    def _step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         W1, b1, W2, b2 = self.g_params
         V1, c1, v2, c2 = self.d_params
         B = real.shape[0]

@@ -11,20 +11,8 @@ from . import data as data_mod
 from .checkpoint import BEST, GENERATOR, export_info, load_generator
 from .errors import GankitError
 from .images import grid, save_gif, save_png
-from .models import class_labels, run
-
-
-@torch.no_grad()
-def sample(generator: torch.nn.Module, n: int, z_dim: int, seed: int = 0, batch: int = 500,
-           device: str | torch.device = "cpu", labels: torch.Tensor | None = None,
-           noise: torch.Tensor | None = None) -> torch.Tensor:
-    """n images in [-1, 1] (float32, N x C x H x W on the CPU) from seeded standard-normal noise (or the
-    given noise); a conditional generator needs n labels."""
-    if noise is None:
-        noise = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
-    ys = [None] * len(noise.split(batch)) if labels is None else labels.split(batch)
-    return torch.cat([run(generator, chunk.to(device), None if y is None else y.to(device)).float().cpu()
-                      for chunk, y in zip(noise.split(batch), ys)])
+from .models import class_labels
+from .sampling import sample
 
 
 def resolve_class(name: str, classes: list[str] | None, num_classes: int) -> int:

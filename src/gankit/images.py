@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -27,7 +28,6 @@ def save_png(image: torch.Tensor, path: str | Path) -> None:
 
 def read_png(path: str | Path) -> torch.Tensor:
     """A PNG as a C x H x W uint8 tensor (C = 1 for grayscale files)."""
-    import numpy as np
     from PIL import Image
 
     with Image.open(path) as im:

@@ -17,12 +17,14 @@ Every metric is also computed for real half B against real half A: the floor, th
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .evaluator import PR_K, Reference
+PR_K = 3  # neighbours for the precision/recall manifolds
 
 # name -> (label, lower is better)
 METRICS = {
@@ -59,8 +61,6 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
 
 def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50, seed: int = 0) -> float:
     """KID: unbiased polynomial-kernel MMD^2, averaged over random subsets of up to 1,000 samples."""
-    import warnings
-
     from torchmetrics.image.kid import KernelInceptionDistance
 
     size = min(1000, len(real), len(fake))
@@ -101,6 +101,27 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_K,
     precision = _inside(fake, real, radii).double().mean().item()
     recall = _inside(real, fake, kth_radius(fake, k)).double().mean().item()
     return precision, recall
+
+
+@dataclass
+class Reference:
+    """Real features of two disjoint halves, B's predicted classes, and the real class distribution."""
+
+    features_a: torch.Tensor
+    features_b: torch.Tensor
+    preds_b: torch.Tensor
+    class_prior: torch.Tensor  # real label frequencies (empty when unlabeled)
+    radii_a: dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)  # k -> radii
+
+    def knn_radii(self, k: int) -> torch.Tensor:
+        """Half A's k-th-neighbour radii (the real manifold of precision), computed once per reference."""
+        if k not in self.radii_a:
+            self.radii_a[k] = kth_radius(self.features_a, k)
+        return self.radii_a[k]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_prior)
 
 
 def class_coverage(preds: torch.Tensor, prior: torch.Tensor, threshold: float = 0.05) -> tuple[int, float, list[float]]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from . import evaluator as ev
+from . import metrics
 from .errors import GankitError
+from .models import class_labels, eval_mode
+from .sampling import sample
 
 # A discriminator "wins too easily" when, over the last WINDOW steps, D(x) averages above D_REAL_HIGH and
 # D(G(z)) below D_FAKE_LOW while G's loss is climbing.
@@ -49,45 +52,46 @@ class Finding:
 
 
 class Health:
-    """Looks at the per-step scalars and at each evaluation; reports each problem once while it lasts."""
+    """Looks at the per-step scalars and at each evaluation; returns each problem once while it lasts."""
 
-    def __init__(self, report: Callable[[Finding], None], judge_d: bool = True):
-        self.report = report
+    def __init__(self, judge_d: bool = True):
         self.judge_d = judge_d  # D(x)/D(G(z)) are probabilities (bce); other losses' raw scores are not judged
         self.history: list[tuple[float, float, float]] = []  # (D(x), D(G(z)), loss_G) per step
         self.active: set[str] = set()
         self.findings: list[Finding] = []
 
-    def _raise_flag(self, kind: str, on: bool, epoch: int, step: int, message: str) -> None:
-        if on and kind not in self.active:
-            self.active.add(kind)
-            finding = Finding(kind, epoch, step, message)
-            self.findings.append(finding)
-            self.report(finding)
-        elif not on:
+    def _flag(self, kind: str, on: bool, epoch: int, step: int, message: str) -> list[Finding]:
+        """A new finding when `on` turns true; the flag is lowered when it turns false."""
+        if not on:
             self.active.discard(kind)
+            return []
+        if kind in self.active:
+            return []
+        self.active.add(kind)
+        self.findings.append(Finding(kind, epoch, step, message))
+        return [self.findings[-1]]
 
-    def on_step(self, epoch: int, step: int, values: dict[str, float]) -> None:
+    def on_step(self, epoch: int, step: int, values: dict[str, float]) -> list[Finding]:
+        """Divergence (a non-finite value: the caller stops training) and a discriminator that wins too easily."""
         if not all(math.isfinite(v) for v in values.values()):
             bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
-            finding = Finding("divergence", epoch, step, f"training diverged: {bad} is not finite")
-            self.findings.append(finding)
-            self.report(finding)
-            raise Diverged(f"{finding.line()}; the checkpoint of the last completed epoch is intact")
+            self.findings.append(Finding("divergence", epoch, step, f"training diverged: {bad} is not finite"))
+            return [self.findings[-1]]
         self.history.append((values["D(x)"], values["D(G(z))"], values["loss_G"]))
         if len(self.history) > 2 * WINDOW:
             del self.history[: len(self.history) - 2 * WINDOW]
-        if self.judge_d and len(self.history) >= 2 * WINDOW:
-            recent, before = self.history[-WINDOW:], self.history[:WINDOW]
-            real = sum(r[0] for r in recent) / WINDOW
-            fake = sum(r[1] for r in recent) / WINDOW
-            climbing = sum(r[2] for r in recent) > sum(r[2] for r in before)
-            self._raise_flag("d_wins", real > D_REAL_HIGH and fake < D_FAKE_LOW and climbing, epoch, step,
-                             f"the discriminator wins too easily: D(x) {real:.2f}, D(G(z)) {fake:.2f} over the "
-                             f"last {WINDOW} steps while G's loss climbs")
+        if not (self.judge_d and len(self.history) >= 2 * WINDOW):
+            return []
+        recent, before = self.history[-WINDOW:], self.history[:WINDOW]
+        real = sum(r[0] for r in recent) / WINDOW
+        fake = sum(r[1] for r in recent) / WINDOW
+        climbing = sum(r[2] for r in recent) > sum(r[2] for r in before)
+        return self._flag("d_wins", real > D_REAL_HIGH and fake < D_FAKE_LOW and climbing, epoch, step,
+                          f"the discriminator wins too easily: D(x) {real:.2f}, D(G(z)) {fake:.2f} over the "
+                          f"last {WINDOW} steps while G's loss climbs")
 
     def on_eval(self, epoch: int, step: int, values: dict, num_classes: int, best_covered: int | None,
-                evaluations: int = WARMUP_EVALS) -> None:
+                evaluations: int = WARMUP_EVALS) -> list[Finding]:
         """Collapse: coverage fell by 2+ classes from its best, or (after the first WARMUP_EVALS evaluations,
         when an untrained generator is expected to lack variety) the spread or coverage is too low."""
         reasons = []
@@ -100,7 +104,7 @@ class Health:
                 reasons.append(f"only {covered} of {num_classes} classes hold >= 5% of the fakes")
             elif best_covered is not None and covered <= best_covered - 2:
                 reasons.append(f"class coverage dropped from {best_covered} to {covered}")
-        self._raise_flag("collapse", bool(reasons), epoch, step, "mode collapse: " + "; ".join(reasons))
+        return self._flag("collapse", bool(reasons), epoch, step, "mode collapse: " + "; ".join(reasons))
 
 
 @dataclass
@@ -113,6 +117,14 @@ class QualityState:
     since_best: int = 0
     evaluations: int = 0
     evaluator: str = ""  # fingerprint of the evaluator that measured best_fd ("" in runs older than it)
+
+    @classmethod
+    def parse(cls, state: dict[str, Any]) -> "QualityState":
+        """A checkpoint's quality record (keys of this class only), or GankitError."""
+        try:
+            return cls(**state)
+        except TypeError:
+            raise GankitError(f"its quality record holds keys gankit does not write: {', '.join(sorted(state))}") from None
 
 
 class Quality:
@@ -137,7 +149,7 @@ class Quality:
         feature space, so the best generator is chosen afresh from the next evaluation on."""
         if not state:
             return None
-        saved = QualityState(**state)
+        saved = QualityState.parse(state)
         if saved.evaluator == self.fingerprint or saved.best_fd is None:
             self.state = replace(saved, evaluator=self.fingerprint)
             return None
@@ -152,10 +164,6 @@ class Quality:
 
     def measure(self, generator: torch.nn.Module, z_dim: int, seed: int, device: torch.device,
                 num_classes: int = 0) -> dict:
-        from . import metrics
-        from .generate import sample
-        from .models import class_labels, eval_mode
-
         if self.floor is None:
             self.floor = metrics.floor(self.reference, self.n, kid_subsets=10)
         labels = class_labels(self.n, num_classes, prior=self.reference.class_prior)  # the data's class mix
@@ -168,11 +176,9 @@ class Quality:
 
     def update(self, values: dict, epoch: int) -> tuple[bool, str | None]:
         """(is this the best FD so far, why to stop now or None)."""
-        from .metrics import is_better
-
         s = self.state
         s.evaluations += 1
-        improved = is_better(values["fd"], s.best_fd)
+        improved = metrics.is_better(values["fd"], s.best_fd)
         if improved:
             s.best_fd, s.best_epoch, s.since_best = values["fd"], epoch, 0
             s.best_covered = values.get("classes_covered", s.best_covered)

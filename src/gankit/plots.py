@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from .records import MetricsFile
+
 
 def read_metrics(path: str | Path, kind: str = "train") -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [r for r in rows if r.get("kind") == kind]
+    """The records of one kind in a metrics.jsonl (see gankit.records)."""
+    return MetricsFile(path).read(kind)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

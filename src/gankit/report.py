@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import checkpoint as ckpt
 from . import metrics as metrics_mod
+from .losses import LOSSES
 from .plots import plot_loss_curves, plot_metric_curves, read_metrics
 
 STYLE = """
@@ -60,8 +61,6 @@ def write_report(run_dir: str | Path) -> Path:
                      f"last epoch {epochs[-1]['images_per_s']:.0f} images/s.</p>")
 
     parts.append("<h2>Losses and discriminator outputs</h2>")
-    from .losses import LOSSES
-
     probability = LOSSES[cfg.loss].probability
     curves = _figure(lambda out: plot_loss_curves(log, out, probability=probability) is not None)
     parts.append(_img(curves, "loss curves") if curves else "<p>No training steps logged yet.</p>")

@@ -1,9 +1,16 @@
-"""The training loop, readable top to bottom: data -> models -> (D step, G step) per batch -> run directory."""
+"""The training loop, readable top to bottom.
+
+    data (uint8, on the device) -> batch (float in [-1, 1], augmented) -> D step -> G step -> EMA -> log
+    -> end of epoch: fixed-noise grid, generator export, evaluation, checkpoint -> finish: plots, GIF, summary
+
+`train()` starts a run and `resume()` continues one; both build a `Trainer`, whose parts are named for what
+they do: build (`__init__`), restore (`load_state_dict`), `train_step`, `end_epoch`, `finish`. Everything a
+checkpoint holds is `Trainer.state_dict()`; the math of one step lives in gankit.steps (autograd) and
+gankit.fused (the hand-written simple-GAN step).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,16 +26,18 @@ from . import config as config_mod
 from . import data as data_mod
 from . import images as images_mod
 from .config import Config
-from .errors import GankitError
 from .diffaug import diff_augment, parse_policy
 from .ema import EMA
+from .errors import GankitError
+from .files import atomic_write
 from .fused import FusedMLPStep
-from .fused import supported as fused_supported
-from .losses import LOSSES, gradient_penalty, r1_penalty
-from .models import build, class_labels, eval_mode, run
-from .monitor import REMEDIES, Health, Quality
-
-SCALARS = ("loss_D", "loss_G", "D(x)", "D(G(z))")
+from .losses import LOSSES
+from .models import build, class_labels
+from .monitor import REMEDIES, Diverged, Finding, Health, Quality, QualityState
+from .plots import plot_loss_curves
+from .records import TrainingLog
+from .sampling import sample_grid
+from .steps import AutogradStep, Step
 
 
 @dataclass
@@ -73,248 +82,17 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
           progress: bool = True) -> RunResult:
     """Train a new run into run_dir (which must not exist yet), or continue it with resume=True."""
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    cfg = config_mod.override(cfg, {"conditional": cfg.conditional})  # a Config made in code may hold a bool
     state = ckpt.load_checkpoint(run_dir) if resume else None
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise GankitError(f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
                           "or choose another --out")
-    device = resolve_device(cfg.device)
-    loss = LOSSES[cfg.loss]
-
-    # Data: decoded once into a uint8 tensor on the training device.
-    data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
-    labeled = data.labels is not None and len(data.classes or ()) >= 2
-    if cfg.conditional == "true" and not labeled:
-        raise GankitError(f"conditional=true needs a labeled source (2 or more classes), and {cfg.data} has "
-                          "none (use class subfolders for a folder source)")
-    if not resume:  # write down what "auto" became, so config.toml describes the run exactly
-        conditional = cfg.conditional == "true" or (cfg.conditional == "auto" and labeled)
-        cfg = config_mod.override(cfg, {
-            "conditional": conditional, "num_classes": len(data.classes) if conditional else 0,
-            "channels": data.images.shape[1], "n_critic": cfg.n_critic or loss.n_critic,
-            "d_norm": loss.d_norm if cfg.d_norm == "auto" else cfg.d_norm})
-    images = data.images.to(device)
-    labels = data.labels.to(device) if cfg.num_classes else None
-
-    # Models and optimizers.
-    torch.manual_seed(cfg.seed)
-    G, D = build(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes, cfg.d_norm, cfg.spectral_norm,
-                 cfg.g_width, cfg.d_width, config_mod.d_widths(cfg))
-    fmt = torch.channels_last if cfg.channels_last and cfg.model != "mlp" else torch.contiguous_format
-    G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
-    ema = EMA(G, cfg.ema) if cfg.ema else None
-    sampler = ema.model if ema else G  # the generator that grids, evaluations and exports use
-    # Without BatchNorm, D on [real; fake] in one call is the same function as two calls, and cheaper.
-    joint_d = not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
-    rng = torch.Generator(device).manual_seed(cfg.seed)  # noise, augmentation and penalty draws
-    # the fixed-noise grid: sample_count images, rounded up to whole rows of one column per class
-    k = cfg.num_classes
-    count = -(-cfg.sample_count // k) * k if 0 < k <= cfg.sample_count else cfg.sample_count
-    fixed_noise = torch.randn(count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
-    epoch = step = 0
-    loss_g = torch.zeros((), device=device)  # G's last loss, logged on the D-only steps in between (n_critic > 1)
+    trainer = Trainer(cfg, run_dir, progress)
     if state is not None:
-        G.load_state_dict(state["generator"])
-        D.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        if ema:
-            ema.load_state_dict(state["ema"])
-        if state.get("rng_device", "cpu") == device.type:
-            rng.set_state(state["rng"].cpu())
-        else:  # a CPU generator's state does not fit a CUDA one: continue with a fresh, seeded stream
-            rng.manual_seed(cfg.seed * 1_000_003 + int(state["step"]))
-            if progress:
-                print(f"gankit: resuming on {device.type} a run trained on {state.get('rng_device', 'cpu')}: "
-                      "noise draws restart from a new seed, so losses will not match a straight run",
-                      file=sys.stderr)
-        if state.get("loss_g") is not None:
-            loss_g = state["loss_g"].to(device)
-        fixed_noise, epoch, step = state["fixed_noise"], int(state["epoch"]), int(state["step"])
-        if epoch >= cfg.epochs:
-            raise GankitError(f"{run_dir} already trained {epoch} of {cfg.epochs} epochs: "
-                              f"pass --epochs N with N > {epoch} to train further")
-    fixed_noise = fixed_noise.to(device)
-    fixed_labels = class_labels(len(fixed_noise), cfg.num_classes, device)  # a checkpoint's grid keeps its size
-    g_run, d_run = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
-                else contextlib.nullcontext())
-    policy = parse_policy(cfg.diffaug)
-
-    def augment(x: torch.Tensor) -> torch.Tensor:  # DiffAugment: the same kind of draw for real and fake
-        return diff_augment(x, policy, rng) if policy else x
-
-    batches = data_mod.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, rng, fmt, labels)
-    quality = None
-    if cfg.eval_every and (data.labels is not None or cfg.evaluator):
-        quality = Quality.for_data(data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, progress)
-        note = quality.load_state(state.get("quality") if state else None)
-        if note and progress:
-            print(f"gankit: {note}", file=sys.stderr)
-    elif cfg.eval_every and progress:
-        print(f"gankit: {cfg.data} has no labels to train an evaluator on: quality metrics are off "
-              "(set evaluator=PATH to use one)", file=sys.stderr)
-
-    # The run directory: created only now that data and models are known to be good.
-    (run_dir / ckpt.SAMPLES).mkdir(parents=True, exist_ok=True)
-    config_mod.save(cfg, run_dir / ckpt.CONFIG)
-    log = MetricsLog(run_dir, cfg.log_every, purge_after=step)
-
-    def report(finding):
-        line = f"gankit: warning: {finding.line()}"
-        if progress:
-            tqdm.write(line, file=sys.stderr)
-        log.writer.add_text("health", line, finding.step)
-        log.record({"kind": "health", "issue": finding.kind, "epoch": finding.epoch, "step": finding.step,
-                    "message": finding.message, "remedy": REMEDIES[finding.kind]})
-
-    health = Health(report, judge_d=loss.probability)
-    log.watch = health.on_step
-    if progress:
-        what = f"resuming at epoch {epoch + 1} of {cfg.epochs}" if resume else f"training for {cfg.epochs} epochs"
-        print(f"gankit: {cfg.preset} ({cfg.model}, {cfg.loss}) on {cfg.data}: {len(data)} images "
-              f"{tuple(data.images.shape[1:])}, {device.type}, {what} -> {run_dir}", file=sys.stderr)
-
-    class_counts = data.class_counts()  # labels of the EMA's BatchNorm recalibration follow the data's mix
-
-    def prepare_sampler(at_step: int) -> None:
-        """EMA generator: BatchNorm statistics for the averaged weights, from noise seeded by the step."""
-        if ema:
-            g = torch.Generator(device).manual_seed(cfg.seed * 7919 + at_step)
-            ema.recalibrate(lambda n: (torch.randn(n, cfg.z_dim, device=device, generator=g),
-                                       class_labels(n, cfg.num_classes, device, prior=class_counts)))
-
-    def autograd_step(real, y, z, g_step: bool, loss_g):
-        """One D step (and, every n_critic steps, one G step) through autograd; (loss_D, loss_G, D(x), D(G(z)))."""
-        with autocast:
-            # fakes are drawn for the batch's own labels, so they follow the data's class mix
-            with contextlib.nullcontext() if g_step else torch.no_grad():
-                fake = run(g_run, z, y)
-            # update D: real up, fake down (the fake batch is detached from G)
-            real_in, fake_in = augment(real), augment(fake.detach())
-            if joint_d:
-                both = None if y is None else torch.cat([y, y])
-                real_logits, fake_logits = run(d_run, torch.cat([real_in, fake_in]), both).split(B)
-            else:
-                real_logits, fake_logits = run(d_run, real_in, y), run(d_run, fake_in, y)
-            loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
-        # penalties: in fp32 (outside autocast) and through the uncompiled D, since they need a double
-        # backward, which torch.compile does not support
-        if loss.gradient_penalty:
-            loss_d = loss_d + cfg.gp_lambda * gradient_penalty(lambda x: run(D, x, y), real_in.float(),
-                                                               fake_in.float(), rng)
-        if r1_scale and step % cfg.r1_every == 0:  # lazy R1, scaled by its interval
-            loss_d = loss_d + r1_scale * r1_penalty(lambda x: run(D, x, y), real_in.float())
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-
-        if g_step:
-            # update G: raise D's score of the same fake batch; D's weights need no gradient
-            D.requires_grad_(False)
-            with autocast:
-                loss_g = loss.g(run(d_run, augment(fake), y))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            D.requires_grad_(True)
-        return (loss_d, loss_g, loss.score(real_logits.detach().float()).mean(),
-                loss.score(fake_logits.detach().float()).mean())
-
-    G.train()
-    D.train()
-    B, start, trained_images, stopped = cfg.batch_size, time.perf_counter(), 0, None
-    r1_scale = cfg.r1_gamma / 2 * cfg.r1_every
-    fused_step = FusedMLPStep(G, D, opt_g, opt_d, cfg.label_smoothing) if fused_supported(cfg) else None
-    try:
-        for epoch in range(epoch, cfg.epochs):
-            bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                       disable=not progress, leave=True, dynamic_ncols=True)
-            epoch_start, epoch_steps, out_of_time = time.perf_counter(), 0, False
-            for real, y in batches.epoch(epoch):  # y: the batch's labels (conditional runs), else None
-                g_step = (step + 1) % cfg.n_critic == 0  # n_critic D steps per G step
-                z = torch.randn(B, cfg.z_dim, device=device, generator=rng)
-                if fused_step is not None:  # mlp + bce: the hand-written step (gankit.fused)
-                    loss_d, loss_g, d_real, d_fake = fused_step.step(real, z)
-                else:
-                    loss_d, loss_g, d_real, d_fake = autograd_step(real, y, z, g_step, loss_g)
-                if ema and g_step:
-                    ema.update()
-                step += 1
-                epoch_steps += 1
-                log.step(epoch + 1, step, torch.stack([loss_d.detach(), loss_g.detach(), d_real, d_fake]).float())
-                bar.update(1)
-                if step % cfg.log_every == 0:
-                    bar.set_postfix(log.latest_postfix(), refresh=False)
-                    if cfg.time_limit and time.perf_counter() - start > cfg.time_limit:
-                        out_of_time = True
-                        break
-            log.flush()
-            seconds = time.perf_counter() - epoch_start
-            trained_images += epoch_steps * B
-            speed = epoch_steps * B / max(seconds, 1e-9)
-            bar.set_postfix({**log.latest_postfix(), "img/s": f"{speed:.0f}"})
-            bar.close()
-
-            # end of epoch: fixed-noise grid, generator export, then the checkpoint (last, atomically)
-            prepare_sampler(step)
-            grid = sample_grid(sampler, fixed_noise, fixed_labels, nrow=cfg.num_classes or None)
-            images_mod.save_png(grid, run_dir / ckpt.SAMPLES / f"epoch_{epoch + 1:03d}.png")
-            log.writer.add_image("samples", grid, step)
-            log.record({"kind": "epoch", "epoch": epoch + 1, "step": step, "seconds": round(seconds, 3),
-                        "images_per_s": round(speed, 1)})
-            ckpt.export_generator(sampler, cfg, run_dir, epoch=epoch + 1, step=step, classes=data.classes)
-            stopped = None
-            if quality and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or out_of_time):
-                best_covered = quality.state.best_covered
-                values = quality.measure(sampler, cfg.z_dim, cfg.seed, device, cfg.num_classes)
-                improved, stopped = quality.update(values, epoch + 1)
-                log.evaluation(epoch + 1, step, values, quality.floor, quality.n, quality.fingerprint[:12])
-                health.on_eval(epoch + 1, step, values, quality.reference.num_classes, best_covered,
-                               quality.state.evaluations)
-                if improved:
-                    ckpt.export_generator(sampler, cfg, run_dir, name=ckpt.BEST, epoch=epoch + 1, step=step,
-                                          classes=data.classes)
-            if out_of_time:
-                stopped = (f"time limit: stopped after {time.perf_counter() - start:.0f} s "
-                           f"(time_limit={cfg.time_limit:g}) in epoch {epoch + 1}, at step {step}")
-            ckpt.save_checkpoint({
-                "generator": G.state_dict(), "discriminator": D.state_dict(),
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                "ema": ema.state_dict() if ema else {}, "loss_g": loss_g.detach().float().cpu(),
-                "epoch": epoch + 1, "step": step, "rng": rng.get_state(), "rng_device": device.type,
-                "fixed_noise": fixed_noise.cpu(), "config": cfg.to_dict(),
-                "quality": quality.state_dict() if quality else {},
-            }, run_dir)
-            if stopped:
-                if progress:
-                    tqdm.write(f"gankit: {stopped}", file=sys.stderr)
-                break
-    finally:
-        log.close()
-
-    from .plots import plot_loss_curves
-    plot_loss_curves(run_dir / ckpt.METRICS, run_dir / "loss_curves.png", probability=loss.probability)
-    write_progress_gif(run_dir)
-    seconds = time.perf_counter() - start
-    best = quality.state if quality else None
-    return RunResult(run_dir, epoch + 1, step, seconds, trained_images / max(seconds, 1e-9), log.last, stopped,
-                     best.best_fd if best else None, best.best_epoch if best else 0,
-                     [f.line() for f in health.findings])
-
-
-def write_progress_gif(run_dir: Path) -> Path | None:
-    """RUN_DIR/progress.gif: the per-epoch fixed-noise grids as an animation (the last one held longer)."""
-    paths = sorted((run_dir / ckpt.SAMPLES).glob("epoch_*.png"))
-    if not paths:
-        return None
-    frames = [images_mod.read_png(p) for p in paths]
-    frames += [frames[-1]] * 4
-    out = run_dir / "progress.gif"
-    ckpt.atomic_write(out, lambda tmp: images_mod.save_gif(frames, tmp, ms_per_frame=300))
-    return out
+        try:
+            trainer.load_state_dict(state)
+        except GankitError as exc:
+            raise GankitError(f"checkpoint {run_dir / ckpt.CHECKPOINT} cannot be resumed: {exc}") from None
+    return trainer.fit()
 
 
 def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress: bool = True) -> RunResult:
@@ -328,78 +106,266 @@ def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress:
     return train(config_mod.override(cfg, changes), run_dir, resume=True, progress=progress)
 
 
-@torch.no_grad()
-def sample_grid(generator: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor | None = None,
-                nrow: int | None = None) -> torch.Tensor:
-    """Generate from `noise` (and labels) in eval mode and tile into one uint8 grid (C x H x W)."""
-    with eval_mode(generator):
-        images = run(generator, noise, labels)
-    return images_mod.grid(data_mod.to_uint8(images), nrow)
+class Trainer:
+    """One run's training state and the steps that change it."""
 
+    # ------------------------------------------------------------------ build
+    def __init__(self, cfg: Config, run_dir: Path, progress: bool = True):
+        self.run_dir, self.progress = run_dir, progress
+        self.device = resolve_device(cfg.device)
+        # Data: decoded once into a uint8 tensor on the training device; the config's "auto" values decided.
+        self.data = data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
+        classes = len(data.classes or ()) if data.labels is not None else 0
+        self.cfg = cfg = config_mod.resolve_for_data(cfg, classes, data.images.shape[1])
+        self.plan = config_mod.plan(cfg, self.device.type)
+        self.loss = LOSSES[cfg.loss]
+        self.epoch = self.step = self.saved_epoch = 0
+        self._build_models()
+        self.rng = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, augmentation and penalty draws
+        # the fixed-noise grid: sample_count images, rounded up to whole rows of one column per class
+        k = cfg.num_classes
+        count = -(-cfg.sample_count // k) * k if 0 < k <= cfg.sample_count else cfg.sample_count
+        self.fixed_noise = torch.randn(count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+        self.update = self._build_step()
+        labels = data.labels.to(self.device) if cfg.num_classes else None
+        self.batches = data_mod.Batches(data.images.to(self.device), cfg.batch_size, cfg.seed, cfg.rotation,
+                                        cfg.hflip, self.rng, self.memory_format, labels)
+        self.quality = self._build_quality()
+        self.health = Health(judge_d=self.loss.probability)
+        self.resumed = False
 
-class MetricsLog:
-    """Per-step scalars to TensorBoard and metrics.jsonl, synced from the device every `every` steps."""
+    def _build_models(self) -> None:
+        """G and D (seeded), their Adam optimizers, and the EMA generator that grids, evaluations and exports use."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        G, D = build(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes, cfg.d_norm,
+                     cfg.spectral_norm, cfg.g_width, cfg.d_width, config_mod.d_widths(cfg))
+        self.memory_format = torch.channels_last if self.plan.channels_last else torch.contiguous_format
+        self.G, self.D = G.to(self.device, memory_format=self.memory_format), D.to(self.device,
+                                                                                   memory_format=self.memory_format)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, fused=True)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas, fused=True)
+        self.ema = EMA(self.G, cfg.ema) if cfg.ema else None
+        self.sampler = self.ema.model if self.ema else self.G
 
-    def __init__(self, run_dir: Path, every: int, purge_after: int = 0):
-        from torch.utils.tensorboard import SummaryWriter
+    def _build_step(self) -> Step:
+        """The step implementation the plan chose: the hand-written simple-GAN step, or autograd."""
+        cfg = self.cfg
+        if self.plan.fused:
+            return FusedMLPStep(self.G, self.D, self.opt_g, self.opt_d, cfg.label_smoothing)
+        policy = parse_policy(cfg.diffaug)
+        compiled = (torch.compile(self.G), torch.compile(self.D)) if self.plan.compile else (None, None)
+        return AutogradStep(self.G, self.D, self.opt_g, self.opt_d, self.loss,
+                            lambda x: diff_augment(x, policy, self.rng) if policy else x, self.rng,
+                            label_smoothing=cfg.label_smoothing, gp_lambda=cfg.gp_lambda,
+                            r1_weight=cfg.r1_gamma / 2 * cfg.r1_every, autocast=self.plan.autocast,
+                            g_run=compiled[0], d_run=compiled[1])
 
-        self.path = run_dir / ckpt.METRICS
-        if purge_after and self.path.exists():
-            # a resumed run drops what was logged after its checkpoint, so every step appears once
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= purge_after]
-            ckpt.atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))
-        self.file = self.path.open("a")
-        self.writer = SummaryWriter(str(run_dir / ckpt.TENSORBOARD), purge_step=purge_after + 1 if purge_after else None)
-        self.every, self.pending, self.last = every, [], {}
-        self.watch = None  # called with (epoch, step, values) for every row; may raise to stop training
+    def _build_quality(self) -> Quality | None:
+        cfg = self.cfg
+        if cfg.eval_every and (self.data.labels is not None or cfg.evaluator):
+            return Quality.for_data(self.data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, self.progress)
+        if cfg.eval_every:
+            self.say(f"{cfg.data} has no labels to train an evaluator on: quality metrics are off "
+                     "(set evaluator=PATH to use one)")
+        return None
 
-    def step(self, epoch: int, step: int, values: torch.Tensor) -> None:
-        self.pending.append((epoch, step, values))
-        if len(self.pending) >= self.every:
-            self.flush()
+    def say(self, message: str) -> None:
+        if self.progress:
+            tqdm.write(f"gankit: {message}", file=sys.stderr)
 
-    def flush(self) -> None:
-        if not self.pending:
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint holds: the one place that says so (load_state_dict reads the same keys)."""
+        return {
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else {}, "loss_g": self.update.loss_g.detach().float().cpu(),
+            "epoch": self.epoch, "step": self.step, "rng": self.rng.get_state(), "rng_device": self.device.type,
+            "fixed_noise": self.fixed_noise.cpu(), "config": self.cfg.to_dict(),
+            "quality": self.quality.state_dict() if self.quality else {},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint after checking every key, type and shape (one line names what is wrong)."""
+        ckpt.check_state(state, self.cfg, {"generator": self.G, "discriminator": self.D}, self.ema)
+        QualityState.parse(state.get("quality") or {})
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        ckpt.load_optimizer(self.opt_g, state["opt_g"], "opt_g")
+        ckpt.load_optimizer(self.opt_d, state["opt_d"], "opt_d")
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
+        if state.get("rng_device", "cpu") == self.device.type:
+            ckpt.set_rng_state(self.rng, state["rng"])
+        else:  # a CPU generator's state does not fit a CUDA one: continue with a fresh, seeded stream
+            self.rng.manual_seed(self.cfg.seed * 1_000_003 + int(state["step"]))
+            self.say(f"resuming on {self.device.type} a run trained on {state['rng_device']}: "
+                     "noise draws restart from a new seed, so losses will not match a straight run")
+        if state.get("loss_g") is not None:
+            self.update.loss_g = state["loss_g"].to(self.device)
+        self.fixed_noise = state["fixed_noise"]  # a checkpoint's grid keeps its size
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.saved_epoch = self.epoch
+        if self.quality and (note := self.quality.load_state(state.get("quality"))):
+            self.say(note)
+        if self.epoch >= self.cfg.epochs:
+            raise GankitError(f"it already trained {self.epoch} of {self.cfg.epochs} epochs: "
+                              f"pass --epochs N with N > {self.epoch} to train further")
+        self.resumed = True
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> RunResult:
+        """Train from the current epoch to the last (or an early stop, or the time limit), then finish."""
+        self._open_run_dir()
+        self.G.train()
+        self.D.train()
+        start, trained, stopped = time.perf_counter(), 0, None
+        try:
+            while self.epoch < self.cfg.epochs and not stopped:
+                steps, seconds, out_of_time = self.train_epoch(start)
+                trained += steps * self.cfg.batch_size
+                stopped = self.end_epoch(seconds, steps, out_of_time, start)
+        finally:
+            self.log.close()
+        return self.finish(stopped, time.perf_counter() - start, trained)
+
+    def _open_run_dir(self) -> None:
+        """The run directory: created (or taken up again) only now that data, models and checkpoint are good."""
+        cfg = self.cfg
+        (self.run_dir / ckpt.SAMPLES).mkdir(parents=True, exist_ok=True)
+        config_mod.save(cfg, self.run_dir / ckpt.CONFIG)
+        self.log = TrainingLog(self.run_dir, cfg.log_every, ckpt.METRICS, ckpt.TENSORBOARD, resume_step=self.step)
+        self.fixed_noise = self.fixed_noise.to(self.device)
+        self.fixed_labels = class_labels(len(self.fixed_noise), cfg.num_classes, self.device)
+        what = (f"resuming at epoch {self.epoch + 1} of {cfg.epochs}" if self.resumed
+                else f"training for {cfg.epochs} epochs")
+        self.say(f"{cfg.preset} ({cfg.model}, {cfg.loss}) on {cfg.data}: {len(self.data)} images "
+                 f"{tuple(self.data.images.shape[1:])}, {self.device.type}, {what} -> {self.run_dir}")
+
+    def train_epoch(self, start: float) -> tuple[int, float, bool]:
+        """One pass over the data: (steps taken, seconds, whether the time limit cut it short)."""
+        cfg = self.cfg
+        bar = tqdm(total=len(self.batches), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not self.progress, leave=True, dynamic_ncols=True)
+        epoch_start, steps, out_of_time = time.perf_counter(), 0, False
+        for real, y in self.batches.epoch(self.epoch):  # y: the batch's labels (conditional runs), else None
+            scalars = self.train_step(real, y)
+            self.check_health(self.log.step(self.epoch + 1, self.step, scalars))
+            steps += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0:
+                bar.set_postfix(self.log.postfix(), refresh=False)
+                if cfg.time_limit and time.perf_counter() - start > cfg.time_limit:
+                    out_of_time = True
+                    break
+        self.check_health(self.log.flush())
+        seconds = time.perf_counter() - epoch_start
+        bar.set_postfix(self.log.postfix(**{"img/s": f"{steps * cfg.batch_size / max(seconds, 1e-9):.0f}"}))
+        bar.close()
+        return steps, seconds, out_of_time
+
+    def train_step(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """One step on a batch: D update (and a G update every n_critic steps), then the EMA.
+        Returns (loss_D, loss_G, D(x), D(G(z))) as one float tensor, still on the device."""
+        cfg = self.cfg
+        g_step = (self.step + 1) % cfg.n_critic == 0  # n_critic D steps per G step
+        r1 = bool(cfg.r1_gamma) and self.step % cfg.r1_every == 0  # lazy R1: every r1_every D steps
+        z = torch.randn(real.shape[0], cfg.z_dim, device=self.device, generator=self.rng)
+        loss_d, loss_g, d_real, d_fake = self.update(real, y, z, g_step, r1)
+        if self.ema and g_step:
+            self.ema.update()  # ema <- decay * ema + (1 - decay) * G
+        self.step += 1
+        return torch.stack([loss_d, loss_g.detach(), d_real, d_fake]).float()
+
+    def check_health(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
+        """The health checks on logged rows: each finding is reported; divergence stops training."""
+        for epoch, step, values in rows:
+            for finding in self.health.on_step(epoch, step, values):
+                self.report(finding)
+                if finding.kind == "divergence":
+                    kept = (f"the checkpoint of epoch {self.saved_epoch} is intact" if self.saved_epoch
+                            else "no checkpoint was written yet, so the run starts again from epoch 1 on --resume")
+                    raise Diverged(f"{finding.line()}; {kept}")
+
+    def report(self, finding: Finding) -> None:
+        line = f"gankit: warning: {finding.line()}"
+        if self.progress:
+            tqdm.write(line, file=sys.stderr)
+        self.log.health(finding, line, REMEDIES[finding.kind])
+
+    # ------------------------------------------------------------------ end of epoch
+    def end_epoch(self, seconds: float, steps: int, out_of_time: bool, start: float) -> str | None:
+        """Fixed-noise grid, generator export, evaluation when due, then the checkpoint (last, atomically).
+        Returns why training stops now (early stop, time limit) or None."""
+        cfg = self.cfg
+        self.epoch += 1
+        self.prepare_sampler()
+        grid = sample_grid(self.sampler, self.fixed_noise, self.fixed_labels, nrow=cfg.num_classes or None)
+        images_mod.save_png(grid, self.run_dir / ckpt.SAMPLES / f"epoch_{self.epoch:03d}.png")
+        self.log.epoch(self.epoch, self.step, seconds, steps * cfg.batch_size / max(seconds, 1e-9), grid)
+        self.export(ckpt.GENERATOR)
+        stopped = None
+        if self.quality and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or out_of_time):
+            stopped = self.evaluate()
+        if out_of_time:
+            stopped = (f"time limit: stopped after {time.perf_counter() - start:.0f} s "
+                       f"(time_limit={cfg.time_limit:g}) in epoch {self.epoch}, at step {self.step}")
+        ckpt.save_checkpoint(self.state_dict(), self.run_dir)
+        self.saved_epoch = self.epoch
+        if stopped:
+            self.say(stopped)
+        return stopped
+
+    def prepare_sampler(self) -> None:
+        """EMA generator: BatchNorm statistics for the averaged weights, from noise seeded by the step, with
+        labels in the data's class mix."""
+        if not self.ema:
             return
-        rows = torch.stack([v for _, _, v in self.pending]).tolist()  # one device sync per flush
-        for (epoch, step, _), row in zip(self.pending, rows):
-            values = dict(zip(SCALARS, row))
-            for tag, value in values.items():
-                self.writer.add_scalar(tag, value, step)
-            self.file.write(json.dumps({"kind": "train", "epoch": epoch, "step": step,
-                                        **{k: round(v, 6) for k, v in values.items()}}) + "\n")
-            self.last = values
-            if self.watch is not None:
-                try:
-                    self.watch(epoch, step, values)
-                except BaseException:
-                    self.pending.clear()
-                    self.file.flush()
-                    raise
-        self.pending.clear()
-        self.file.flush()
+        cfg, device, counts = self.cfg, self.device, self.data.class_counts()
+        g = torch.Generator(device).manual_seed(cfg.seed * 7919 + self.step)
+        self.ema.recalibrate(lambda n: (torch.randn(n, cfg.z_dim, device=device, generator=g),
+                                        class_labels(n, cfg.num_classes, device, prior=counts)))
 
-    def evaluation(self, epoch: int, step: int, values: dict, floor: dict | None, n: int,
-                   evaluator: str = "") -> None:
-        """One evaluation: TensorBoard scalars under eval/ (and floor/), a metrics.jsonl record that names
-        the evaluator (a fingerprint prefix: values under different ones do not compare)."""
-        for key, value in values.items():
-            if isinstance(value, (int, float)):
-                self.writer.add_scalar(f"eval/{key}", value, step)
-                if floor and key in floor:
-                    self.writer.add_scalar(f"floor/{key}", floor[key], step)
-        self.record({"kind": "eval", "source": "train", "epoch": epoch, "step": step, "n": n, **values,
-                     "floor": floor, "evaluator": evaluator})
+    def export(self, name: str) -> None:
+        ckpt.export_generator(self.sampler, self.cfg, self.run_dir, name=name, epoch=self.epoch, step=self.step,
+                              classes=self.data.classes)
 
-    def latest_postfix(self) -> dict[str, str]:
-        return {k: f"{v:.3f}" for k, v in self.last.items()}
+    def evaluate(self) -> str | None:
+        """Measure the sampler against the real reference; keep it as best.safetensors when FD improved.
+        Returns the early-stop reason or None."""
+        quality, cfg = self.quality, self.cfg
+        best_covered = quality.state.best_covered
+        values = quality.measure(self.sampler, cfg.z_dim, cfg.seed, self.device, cfg.num_classes)
+        improved, stop = quality.update(values, self.epoch)
+        self.log.evaluation(self.epoch, self.step, values, quality.floor, quality.n, quality.fingerprint[:12])
+        for finding in self.health.on_eval(self.epoch, self.step, values, quality.reference.num_classes,
+                                           best_covered, quality.state.evaluations):
+            self.report(finding)
+        if improved:
+            self.export(ckpt.BEST)
+        return stop
 
-    def record(self, entry: dict[str, Any]) -> None:
-        self.file.write(json.dumps(entry) + "\n")
-        self.file.flush()
+    # ------------------------------------------------------------------ finish
+    def finish(self, stopped: str | None, seconds: float, trained: int) -> RunResult:
+        """Loss curves and the progress GIF; the run's summary."""
+        plot_loss_curves(self.run_dir / ckpt.METRICS, self.run_dir / "loss_curves.png",
+                         probability=self.loss.probability)
+        write_progress_gif(self.run_dir)
+        best = self.quality.state if self.quality else None
+        return RunResult(self.run_dir, self.epoch, self.step, seconds, trained / max(seconds, 1e-9), self.log.last,
+                         stopped, best.best_fd if best else None, best.best_epoch if best else 0,
+                         [f.line() for f in self.health.findings])
 
-    def close(self) -> None:
-        self.flush()
-        self.file.close()
-        self.writer.close()
+
+def write_progress_gif(run_dir: Path) -> Path | None:
+    """RUN_DIR/progress.gif: the per-epoch fixed-noise grids as an animation (the last one held longer)."""
+    paths = sorted((run_dir / ckpt.SAMPLES).glob("epoch_*.png"))
+    if not paths:
+        return None
+    frames = [images_mod.read_png(p) for p in paths]
+    frames += [frames[-1]] * 4
+    out = run_dir / "progress.gif"
+    atomic_write(out, lambda tmp: images_mod.save_gif(frames, tmp, ms_per_frame=300))
+    return out

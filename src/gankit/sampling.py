@@ -1,0 +1,34 @@
+"""Drawing images from a generator: seeded noise in, float images or a uint8 grid out.
+
+Used by training (the per-epoch grid, evaluations), `gankit generate` and `gankit evaluate`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import images as images_mod
+from .data import to_uint8
+from .models import eval_mode, run
+
+
+@torch.no_grad()
+def sample(generator: torch.nn.Module, n: int, z_dim: int, seed: int = 0, batch: int = 500,
+           device: str | torch.device = "cpu", labels: torch.Tensor | None = None,
+           noise: torch.Tensor | None = None) -> torch.Tensor:
+    """n images in [-1, 1] (float32, N x C x H x W on the CPU) from seeded standard-normal noise (or the
+    given noise); a conditional generator needs n labels."""
+    if noise is None:
+        noise = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    ys = [None] * len(noise.split(batch)) if labels is None else labels.split(batch)
+    return torch.cat([run(generator, chunk.to(device), None if y is None else y.to(device)).float().cpu()
+                      for chunk, y in zip(noise.split(batch), ys)])
+
+
+@torch.no_grad()
+def sample_grid(generator: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor | None = None,
+                nrow: int | None = None) -> torch.Tensor:
+    """Generate from `noise` (and labels) in eval mode and tile into one uint8 grid (C x H x W)."""
+    with eval_mode(generator):
+        images = run(generator, noise, labels)
+    return images_mod.grid(to_uint8(images), nrow)

@@ -1,0 +1,88 @@
+"""The checkpoint is Trainer.state_dict(): loading checks every key, type and shape, before anything is written."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from gankit import checkpoint as ckpt
+from gankit import config
+from gankit.cli import main
+from gankit.train import Trainer, resume, train
+
+from .conftest import snapshot, tiny_config
+
+
+@pytest.fixture(scope="module")
+def ema_run(tmp_path_factory):
+    """A 1-epoch mlp run with an EMA generator (its checkpoint holds every kind of entry)."""
+    run = tmp_path_factory.mktemp("ckpt") / "run"
+    train(tiny_config(subset=64, ema=0.9, eval_every=0), run, progress=False)
+    return run
+
+
+def _damaged(ema_run, tmp_path, change):
+    run = tmp_path / "run"
+    shutil.copytree(ema_run, run)
+    state = ckpt.load_checkpoint(run)
+    change(state)
+    ckpt.save_checkpoint(state, run)
+    return run
+
+
+def _other_model(state):
+    g = train_state_of(tiny_config(subset=64, z_dim=32, ema=0.9, eval_every=0))
+    state["generator"] = g["generator"]
+
+
+def train_state_of(cfg):
+    return Trainer(cfg, None, progress=False).state_dict()  # built, never trained or written
+
+
+@pytest.mark.parametrize("change, message", [
+    (_other_model, "its generator entry 'net.0.weight' has shape (256, 32) where this run's model has (256, 64)"),
+    (lambda s: s.__setitem__("discriminator", torch.zeros(3)), "its 'discriminator' is a Tensor where a dict belongs"),
+    (lambda s: s["generator"].pop("net.2.bias"), "its generator is another model: it lacks 'net.2.bias'"),
+    (lambda s: s["discriminator"].__setitem__("extra.weight", torch.zeros(1)), "has 'extra.weight', which this run"),
+    (lambda s: s.__setitem__("fixed_noise", torch.zeros(16, 7)), "fixed noise is a torch.float32 tensor of shape (16, 7)"),
+    (lambda s: s.__setitem__("fixed_noise", torch.zeros(16)), "shape (16,), not N x 64 floats"),
+    (lambda s: s.pop("rng"), "it lacks 'rng'"),
+    (lambda s: s.__setitem__("rng", torch.zeros(3, dtype=torch.uint8)), "its rng is not a random generator state"),
+    (lambda s: s.__setitem__("ema", {}), "this run keeps an EMA generator (ema=0.9) and the checkpoint holds none"),
+    (lambda s: s.__setitem__("epoch", "1"), "its 'epoch' is a str where a int belongs"),
+    (lambda s: s["opt_d"]["param_groups"].append(dict(s["opt_d"]["param_groups"][0])), "its opt_d does not fit"),
+    (lambda s: s["opt_g"]["state"][0].__setitem__("exp_avg", torch.zeros(2)),
+     "its opt_g holds 'exp_avg' of shape (2,) for a parameter of shape (256, 64)"),
+    (lambda s: s.__setitem__("quality", {"best": 1}), "quality record holds keys gankit does not write"),
+])
+def test_a_checkpoint_that_does_not_fit_is_one_line_and_changes_nothing(ema_run, tmp_path, capsys, change, message):
+    run = _damaged(ema_run, tmp_path, change)
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"checkpoint {run / 'checkpoint.pt'} cannot be resumed" in err
+    assert message in err
+    assert snapshot(run) == before  # config.toml, metrics.jsonl and the checkpoint untouched
+
+
+def test_state_dict_round_trips_into_a_fresh_trainer(ema_run):
+    state = ckpt.load_checkpoint(ema_run)
+    cfg = config.override(ckpt.load_run_config(ema_run), {"epochs": 2})
+    trainer = Trainer(cfg, None, progress=False)
+    trainer.load_state_dict(state)
+    again = trainer.state_dict()
+    assert set(again) == set(state) == set(ckpt.STATE_KEYS) | set(ckpt.OPTIONAL_KEYS)
+    for key in ("generator", "discriminator"):
+        assert all(torch.equal(again[key][k], state[key][k]) for k in state[key])
+    assert all(torch.equal(again["ema"]["model"][k], v) for k, v in state["ema"]["model"].items())
+    assert (again["epoch"], again["step"]) == (1, 2) and torch.equal(again["rng"], state["rng"])
+    assert again["opt_d"]["param_groups"][0]["lr"] == cfg.lr
+
+
+def test_a_checkpoint_from_before_the_optional_keys_still_resumes(ema_run, tmp_path):
+    # written before loss_g, rng_device and quality were kept: resumes with their defaults
+    run = _damaged(ema_run, tmp_path, lambda s: [s.pop(k) for k in ("loss_g", "rng_device", "quality", "config")])
+    result = resume(run, {"epochs": 2}, progress=False)
+    assert result.epochs == 2 and ckpt.load_checkpoint(run)["epoch"] == 2
