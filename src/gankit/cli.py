@@ -192,10 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     except GankitError as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("gankit: interrupted; the last completed epoch's checkpoint is intact (gankit train --resume RUN_DIR)",
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"gankit: interrupted; {exc or 'nothing was changed'}", file=sys.stderr)
         return 130
+    except OSError as exc:  # a read-only folder, a full disk: the path and the cause, on one line
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"gankit: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

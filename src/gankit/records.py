@@ -121,14 +121,16 @@ class TrainingLog:
     """Per-step scalars to TensorBoard and metrics.jsonl, synced from the device every `every` steps; epoch,
     evaluation and health records; sample grids to TensorBoard. It only logs: the caller checks the values."""
 
-    def __init__(self, run_dir: Path, every: int, metrics: str, tensorboard: str, resume_step: int = 0):
+    def __init__(self, run_dir: Path, every: int, metrics: str, tensorboard: str, resume_step: int | None = None):
+        """resume_step: a resumed run's checkpoint step (0 without one): what was logged after it is dropped."""
         from torch.utils.tensorboard import SummaryWriter  # heavy: imported when a run starts
 
         self.metrics = MetricsFile(run_dir / metrics)
-        if resume_step:
+        if resume_step is not None:
             self.metrics.purge_after(resume_step)
         self.file = self.metrics.open()
-        self.writer = SummaryWriter(str(run_dir / tensorboard), purge_step=resume_step + 1 if resume_step else None)
+        self.writer = SummaryWriter(str(run_dir / tensorboard),
+                                    purge_step=None if resume_step is None else resume_step + 1)
         self.every, self.pending, self.last = every, [], {}
 
     def step(self, epoch: int, step: int, values: torch.Tensor) -> list[tuple[int, int, dict[str, float]]]:

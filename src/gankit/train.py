@@ -25,6 +25,7 @@ from . import checkpoint as ckpt
 from . import config as config_mod
 from . import data as data_mod
 from . import images as images_mod
+from . import rundir
 from .config import Config
 from .diffaug import diff_augment, parse_policy
 from .ema import EMA
@@ -80,19 +81,36 @@ def default_run_dir(cfg: Config) -> Path:
 
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
           progress: bool = True) -> RunResult:
-    """Train a new run into run_dir (which must not exist yet), or continue it with resume=True."""
+    """Train a new run into run_dir (which must not exist yet, or be empty), or continue it with resume=True.
+
+    The run directory is claimed first (gankit.rundir: one writer at a time). A resumed run continues from its
+    checkpoint, or from epoch 1 with its config.toml when it was stopped before its first checkpoint.
+    """
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    state = ckpt.load_checkpoint(run_dir) if resume else None
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise GankitError(f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
-                          "or choose another --out")
+    trainer = None
+    with rundir.claim(run_dir, resume):
+        try:
+            trainer = _prepare(cfg, run_dir, resume, progress)
+            return trainer.fit()
+        except KeyboardInterrupt:  # say what a stopped run leaves behind (the CLI prints it)
+            raise KeyboardInterrupt(trainer.on_disk() if trainer else "before training started: nothing "
+                                    "was changed") from None
+
+
+def _prepare(cfg: Config, run_dir: Path, resume: bool, progress: bool) -> Trainer:
+    """A Trainer for a new run, or for a resumed one with its checkpoint restored (when it has one)."""
+    state = ckpt.load_checkpoint(run_dir) if resume and (run_dir / ckpt.CHECKPOINT).exists() else None
     trainer = Trainer(cfg, run_dir, progress)
+    trainer.resumed = resume
     if state is not None:
         try:
             trainer.load_state_dict(state)
         except GankitError as exc:
             raise GankitError(f"checkpoint {run_dir / ckpt.CHECKPOINT} cannot be resumed: {exc}") from None
-    return trainer.fit()
+    elif resume:
+        trainer.say(f"{run_dir} has no checkpoint yet (it was stopped during its first epoch): training it "
+                    "from epoch 1 with its config.toml")
+    return trainer
 
 
 def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress: bool = True) -> RunResult:
@@ -132,7 +150,7 @@ class Trainer:
                                         cfg.hflip, self.rng, self.memory_format, labels)
         self.quality = self._build_quality()
         self.health = Health(judge_d=self.loss.probability)
-        self.resumed = False
+        self.resumed = False  # continuing a run directory (with or without a checkpoint)
 
     def _build_models(self) -> None:
         """G and D (seeded), their Adam optimizers, and the EMA generator that grids, evaluations and exports use."""
@@ -213,7 +231,6 @@ class Trainer:
         if self.epoch >= self.cfg.epochs:
             raise GankitError(f"it already trained {self.epoch} of {self.cfg.epochs} epochs: "
                               f"pass --epochs N with N > {self.epoch} to train further")
-        self.resumed = True
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> RunResult:
@@ -234,9 +251,11 @@ class Trainer:
     def _open_run_dir(self) -> None:
         """The run directory: created (or taken up again) only now that data, models and checkpoint are good."""
         cfg = self.cfg
+        # metrics.jsonl first: a damaged one stops the resume before config.toml is rewritten
+        self.log = TrainingLog(self.run_dir, cfg.log_every, ckpt.METRICS, ckpt.TENSORBOARD,
+                               resume_step=self.step if self.resumed else None)
         (self.run_dir / ckpt.SAMPLES).mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, self.run_dir / ckpt.CONFIG)
-        self.log = TrainingLog(self.run_dir, cfg.log_every, ckpt.METRICS, ckpt.TENSORBOARD, resume_step=self.step)
         self.fixed_noise = self.fixed_noise.to(self.device)
         self.fixed_labels = class_labels(len(self.fixed_noise), cfg.num_classes, self.device)
         what = (f"resuming at epoch {self.epoch + 1} of {cfg.epochs}" if self.resumed
@@ -285,9 +304,16 @@ class Trainer:
             for finding in self.health.on_step(epoch, step, values):
                 self.report(finding)
                 if finding.kind == "divergence":
-                    kept = (f"the checkpoint of epoch {self.saved_epoch} is intact" if self.saved_epoch
-                            else "no checkpoint was written yet, so the run starts again from epoch 1 on --resume")
-                    raise Diverged(f"{finding.line()}; {kept}")
+                    raise Diverged(f"{finding.line()}; {self.on_disk()}")
+
+    def on_disk(self) -> str:
+        """What a stopped run leaves to continue from, in words."""
+        again = f"gankit train --resume {self.run_dir}"
+        if self.saved_epoch:
+            return f"the checkpoint of epoch {self.saved_epoch} is intact ({again})"
+        if (self.run_dir / ckpt.CONFIG).exists():
+            return f"no checkpoint was written yet: {again} starts it again from epoch 1"
+        return "nothing was written"
 
     def report(self, finding: Finding) -> None:
         line = f"gankit: warning: {finding.line()}"
