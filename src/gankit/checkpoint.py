@@ -156,7 +156,7 @@ def load_run_config(run_dir: str | Path) -> config_mod.Config:
         raise GankitError(f"run directory not found: {run_dir}")
     if not (run_dir / CONFIG).is_file():
         raise GankitError(f"{run_dir} has no {CONFIG}: is this a gankit run directory?")
-    return config_mod.load(run_dir / CONFIG)
+    return config_mod.load(run_dir / CONFIG, run=True)
 
 
 def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",

@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="straight-line walks between random latent points: one row of FRAMES images per walk")
     g.add_argument("--gif", action="store_true", help="with --interpolate: also write the walks as an animated GIF")
     g.add_argument("--best", action="store_true", help="draw from best.safetensors instead of the last generator")
+    g.add_argument("--force", action="store_true", help="replace an existing output (never a run's own files)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
 
@@ -127,7 +128,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .generate import generate
 
     out = generate(args.run_dir, args.n, args.out, seed=args.seed, device=_device(args.device), klass=args.klass,
-                   interpolate=args.interpolate, gif=args.gif, best=args.best)
+                   interpolate=args.interpolate, gif=args.gif, best=args.best, force=args.force)
     what = f"{args.n or 8} walks of {args.interpolate} frames" if args.interpolate else f"{args.n or 64} images"
     print(f"wrote {what} to {out}" + (f" and {Path(out).with_suffix('.gif')}" if args.gif and out.suffix != ".gif" else ""))
 

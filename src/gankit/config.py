@@ -104,6 +104,8 @@ FIELDS = {f.name: f for f in fields(Config)}
 RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "fused", "log_every", "eval_every", "early_stop",
                   "time_limit"}
 D_NORMS = ("auto", "batch", "layer", "none")
+# Sizes past what any architecture here or a machine's memory holds are refused before anything is allocated.
+MAX_IMAGE_SIZE, MAX_Z_DIM, MAX_BATCH, MAX_EVAL_SAMPLES = 1024, 4096, 65536, 100_000
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # what device / --device accept
 
@@ -188,7 +190,10 @@ def validate(cfg: Config) -> None:
     need(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}")
     need(cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}")
     need(cfg.z_dim >= 1, f"z_dim must be >= 1, got {cfg.z_dim}")
-    need(cfg.image_size >= 8, f"image_size must be >= 8, got {cfg.image_size}")
+    need(8 <= cfg.image_size <= MAX_IMAGE_SIZE, f"image_size must be in [8, {MAX_IMAGE_SIZE}], got {cfg.image_size}")
+    need(cfg.z_dim <= MAX_Z_DIM, f"z_dim must be <= {MAX_Z_DIM}, got {cfg.z_dim}")
+    need(cfg.batch_size <= MAX_BATCH, f"batch_size must be <= {MAX_BATCH}, got {cfg.batch_size}")
+    need(cfg.eval_samples <= MAX_EVAL_SAMPLES, f"eval_samples must be <= {MAX_EVAL_SAMPLES}, got {cfg.eval_samples}")
     need(cfg.channels in (0, 1, 3), f"channels must be 0 (auto), 1 or 3, got {cfg.channels}")
     need(cfg.subset >= 0, f"subset must be >= 0, got {cfg.subset}")
     need(0 <= cfg.rotation <= 180, f"rotation must be in [0, 180] degrees, got {cfg.rotation}")
@@ -244,10 +249,24 @@ def save(cfg: Config, path: str | Path) -> None:
     atomic_write_text(path, "# gankit run configuration (resolved)\n" + tomli_w.dumps(cfg.to_dict()))
 
 
-def load(path: str | Path) -> Config:
+# What a run's config.toml must say for the run to be rebuilt (gankit writes every key; these have no default
+# that could stand in for a lost value).
+RUN_KEYS = ("model", "data", "image_size", "channels", "z_dim", "conditional", "num_classes")
+
+
+def load(path: str | Path, run: bool = False) -> Config:
+    """A config file, coerced and validated like --config; run=True: a run's config.toml, which must be
+    concrete (every key that rebuilds the models present, nothing left at auto)."""
     values = read_toml(path)
     try:
+        if run:
+            missing = [k for k in RUN_KEYS if k not in values]
+            if missing:
+                raise GankitError(f"lacks {', '.join(missing)}: not the config.toml of a gankit run")
         cfg = Config(**{k: _coerce(k, v) for k, v in values.items()})
+        validate(cfg)
+        if run and (cfg.channels not in (1, 3) or cfg.conditional == "auto"):
+            raise GankitError("holds auto values (channels or conditional): not the config.toml of a trained run")
     except GankitError as exc:
         raise GankitError(f"{path}: {exc}") from None
     return cfg

@@ -11,6 +11,7 @@ import math
 import os
 import pickle
 import socket
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,21 +153,36 @@ def _try_download(cls, data_dir: Path):
 
 
 def read_image(path: Path, image_size: int):
-    """Decode, resize the short side to image_size and center-crop; None if the file is unreadable."""
+    """Decode, resize the short side to image_size and center-crop; None if the file is unreadable (damaged,
+    not an image, or a decompression bomb: more pixels than Pillow's MAX_IMAGE_PIXELS, whatever its size on
+    disk). 16-bit grayscale is scaled to 8 bits, not clipped."""
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            gray = img.mode in ("1", "L", "LA", "I", "I;16", "F") or (
-                img.mode == "P" and all(r == g == b for r, g, b in _palette_rgb(img)))
-            img = img.convert("L" if gray else "RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                gray = img.mode in ("1", "L", "LA", "I", "F") or img.mode.startswith("I;16") or (
+                    img.mode == "P" and all(r == g == b for r, g, b in _palette_rgb(img)))
+                img = _to_8_bits(img) if gray else img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning):
         return None
     tensor = TF.pil_to_tensor(img)
     tensor = TF.center_crop(TF.resize(tensor, [image_size], antialias=True), [image_size, image_size])
     return tensor
+
+
+def _to_8_bits(img):
+    """A grayscale image in mode L; 16-bit (and 32-bit integer) pixels are scaled from 0..65535."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I":
+        scaled = np.asarray(img, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+    return img.convert("L")
 
 
 def _palette_rgb(img) -> list[tuple[int, int, int]]:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.lib.format import open_memmap
 
 from . import data as data_mod
-from .checkpoint import BEST, GENERATOR, export_info, load_generator
+from .checkpoint import BEST, CHECKPOINT, CONFIG, GENERATOR, export_info, load_generator
 from .errors import GankitError
+from .files import atomic_write
 from .images import grid, save_gif, save_png
 from .models import class_labels
-from .sampling import sample
+from .sampling import BLOCK, sample_blocks
 
 
 def resolve_class(name: str, classes: list[str] | None, num_classes: int) -> int:
@@ -34,55 +37,129 @@ def latent_walks(rows: int, frames: int, z_dim: int, seed: int = 0) -> torch.Ten
     return ends[:-1].unsqueeze(1) * (1 - t) + ends[1:].unsqueeze(1) * t
 
 
+MAX_SAMPLES = 10_000_000  # .npy files and folders are written block by block: memory stays flat for any n
+MAX_GRID = 4096  # images in one PNG grid (and per GIF frame)
+MAX_WALK_IMAGES = 100_000  # walks x frames with --interpolate
+
+
 def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0, device: str = "cpu",
-             klass: str | None = None, interpolate: int = 0, gif: bool = False, best: bool = False) -> Path:
+             klass: str | None = None, interpolate: int = 0, gif: bool = False, best: bool = False,
+             force: bool = False) -> Path:
     """Write samples to `out`: .png -> one grid, .npy -> float32 array in [-1, 1], directory -> PNG each.
 
     best: draw from best.safetensors (the lowest FD during training) instead of the last generator.
     klass: draw only this class (conditional runs). interpolate=K: n rows of K frames walking between random
     latent points (a grid with one walk per row); gif: also an animated GIF of the walks (out with .gif).
+    An existing output is replaced only with force=True; a run directory's files never are.
     """
     n = n if n is not None else (8 if interpolate else 64)
+    out = Path(out)
+    kind = "dir" if out.is_dir() or out.suffix == "" else out.suffix.lower()
+    total = _check_request(n, interpolate, gif, kind, out)
+    generator, cfg = load_generator(run_dir, device, name=BEST if best else GENERATOR)
+    _check_output(out, kind, gif, force, total)
+    wanted = None if klass is None else resolve_class(klass, export_info(run_dir).get("classes"), cfg.num_classes)
+    labels = _labels(cfg.num_classes, n, interpolate, wanted)
+    noise = latent_walks(n, interpolate, cfg.z_dim, seed).reshape(total, -1) if interpolate else None
+    blocks = sample_blocks(generator, total, cfg.z_dim, seed, device=device, labels=labels, noise=noise)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if gif or kind in (".png", ".gif"):  # held whole: at most MAX_GRID images per grid, MAX_WALK_IMAGES walks
+        floats = torch.cat(list(blocks))
+        blocks, images = floats.split(BLOCK), data_mod.to_uint8(floats)
+    if gif:
+        frames = images.view(n, interpolate, *images.shape[1:])
+        grids = [grid(frames[:, t]) for t in range(interpolate)]
+        atomic_write(out.with_suffix(".gif"),
+                     lambda tmp: save_gif(grids + grids[-2:0:-1], tmp, ms_per_frame=120))  # there and back
+    if kind == "dir":
+        _write_folder(out, blocks, total)
+    elif kind == ".npy":
+        _write_npy(out, blocks, (total, cfg.channels, cfg.image_size, cfg.image_size))
+    elif kind == ".png":
+        # a walk per row; a conditional grid of mixed classes has one class per column
+        nrow = interpolate or (cfg.num_classes if cfg.num_classes and klass is None else None)
+        atomic_write(out, lambda tmp: save_png(grid(images, nrow=nrow), tmp))
+    return out
+
+
+def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path) -> int:
+    """The number of images asked for, or one line on why it cannot be written."""
     if n < 1:
         raise GankitError(f"-n must be >= 1, got {n}")
     if interpolate and interpolate < 2:
         raise GankitError(f"--interpolate needs at least 2 frames, got {interpolate}")
     if gif and not interpolate:
         raise GankitError("--gif animates a latent walk: add --interpolate FRAMES")
-    out = Path(out)
-    kind = out.suffix.lower()
-    if kind not in (".png", ".npy", "") and not (gif and kind == ".gif") and not out.is_dir():
+    if kind not in (".png", ".npy", "dir") and not (gif and kind == ".gif"):
         raise GankitError(f"output {out} must end in .png (grid) or .npy (array), or be a directory")
-    generator, cfg = load_generator(run_dir, device, name=BEST if best else GENERATOR)
-
     total = n * interpolate if interpolate else n
-    if klass is not None:
-        wanted = resolve_class(klass, export_info(run_dir).get("classes"), cfg.num_classes)
-        labels = torch.full((total,), wanted, dtype=torch.long)
-    elif cfg.num_classes and interpolate:
-        labels = class_labels(n, cfg.num_classes).repeat_interleave(interpolate)  # one class per walk
-    else:
-        labels = class_labels(total, cfg.num_classes)
-    noise = latent_walks(n, interpolate, cfg.z_dim, seed).reshape(total, -1) if interpolate else None
-    images = sample(generator, total, cfg.z_dim, seed, device=device, labels=labels, noise=noise)
-    if gif:
-        frames = data_mod.to_uint8(images).view(n, interpolate, *images.shape[1:])
-        grids = [grid(frames[:, t]) for t in range(interpolate)]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_gif(grids + grids[-2:0:-1], out.with_suffix(".gif"), ms_per_frame=120)  # there and back
-        if kind == ".gif":
-            return out
-    if out.is_dir() or kind == "":
-        out.mkdir(parents=True, exist_ok=True)
-        width = max(4, len(str(total - 1)))
-        for i, img in enumerate(data_mod.to_uint8(images)):
-            save_png(img, out / f"{i:0{width}d}.png")
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if kind == ".npy":
-            np.save(out, images.numpy().astype(np.float32))
-        else:
-            # a walk per row; a conditional grid of mixed classes has one class per column
-            nrow = interpolate or (cfg.num_classes if cfg.num_classes and klass is None else None)
-            save_png(grid(data_mod.to_uint8(images), nrow=nrow), out)
-    return out
+    if interpolate and total > MAX_WALK_IMAGES:
+        raise GankitError(f"{n} walks of {interpolate} frames are {total:,} images: at most {MAX_WALK_IMAGES:,}")
+    per_grid = max(total if kind == ".png" else 0, n if gif else 0)  # a PNG grid; a GIF frame: one per walk
+    if per_grid > MAX_GRID:
+        raise GankitError(f"a grid of {per_grid:,} images is too large to look at (at most {MAX_GRID:,}): "
+                          "write a .npy file or a folder instead")
+    if total > MAX_SAMPLES:
+        raise GankitError(f"-n {total:,} is more than {MAX_SAMPLES:,} images: generate in several runs "
+                          "(with different --seed values)")
+    return total
+
+
+def _check_output(out: Path, kind: str, gif: bool, force: bool, total: int) -> None:
+    """Never into a run directory; an existing output only with force."""
+    for folder in [out, *out.parents] if kind == "dir" else out.parents:
+        if (folder / CONFIG).is_file() and ((folder / GENERATOR).is_file() or (folder / CHECKPOINT).is_file()):
+            raise GankitError(f"{out} is inside the run directory {folder}: write samples elsewhere "
+                              "(a run's own files are never replaced)")
+    targets = [out.with_suffix(".gif")] if gif else []
+    if kind == "dir":
+        targets.append(out / _name(0, total))
+    elif kind != ".gif":
+        targets.append(out)
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise GankitError(f"{existing[0]} exists: pass --force to replace it, or choose another -o")
+
+
+def _labels(num_classes: int, n: int, interpolate: int, wanted: int | None):
+    """labels(start, stop) for a block of the requested images, or None for an unconditional generator."""
+    if wanted is not None:
+        return lambda start, stop: torch.full((stop - start,), wanted, dtype=torch.long)
+    if num_classes and interpolate:
+        walks = class_labels(n, num_classes).repeat_interleave(interpolate)  # one class per walk
+        return lambda start, stop: walks[start:stop]
+    if num_classes:
+        return lambda start, stop: torch.arange(start, stop) % num_classes  # class_labels' turns
+    return None
+
+
+def _name(i: int, total: int) -> str:
+    return f"{i:0{max(4, len(str(total - 1)))}d}.png"
+
+
+def _write_folder(out: Path, blocks, total: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    i = 0
+    for block in blocks:
+        for img in data_mod.to_uint8(block):
+            save_png(img, out / _name(i, total))
+            i += 1
+
+
+def _write_npy(out: Path, blocks, shape: tuple[int, ...]) -> None:
+    """A float32 .npy written block by block through a memory map (flat memory), then renamed into place."""
+    need = int(np.prod(shape)) * 4
+    free = shutil.disk_usage(out.parent if out.parent.exists() else Path.cwd()).free
+    if need > free:
+        raise GankitError(f"{out} would take {need / 2**30:.1f} GiB and {out.parent} has {free / 2**30:.1f} GiB free")
+
+    def write(tmp: str) -> None:
+        array = open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        i = 0
+        for block in blocks:
+            array[i:i + len(block)] = block.numpy()
+            i += len(block)
+        array.flush()
+        del array
+
+    atomic_write(out, write)

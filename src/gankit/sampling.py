@@ -5,6 +5,8 @@ Used by training (the per-epoch grid, evaluations), `gankit generate` and `ganki
 
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
 import torch
 
 from . import images as images_mod
@@ -23,6 +25,23 @@ def sample(generator: torch.nn.Module, n: int, z_dim: int, seed: int = 0, batch:
     ys = [None] * len(noise.split(batch)) if labels is None else labels.split(batch)
     return torch.cat([run(generator, chunk.to(device), None if y is None else y.to(device)).float().cpu()
                       for chunk, y in zip(noise.split(batch), ys)])
+
+
+BLOCK = 1024  # rows of noise per block: a multiple of 16, so the blocks draw exactly what one draw of all n would
+
+
+@torch.no_grad()
+def sample_blocks(generator: torch.nn.Module, n: int, z_dim: int, seed: int = 0, device: str | torch.device = "cpu",
+                  labels: Callable[[int, int], torch.Tensor | None] | None = None,
+                  noise: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    """sample() for any n with flat memory: blocks of up to BLOCK images (float32 on the CPU), the noise drawn
+    block by block from the same seeded stream; labels(start, stop) gives a block's labels (conditional)."""
+    rng = torch.Generator().manual_seed(seed)
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        z = noise[start:stop] if noise is not None else torch.randn(stop - start, z_dim, generator=rng)
+        y = labels(start, stop) if labels is not None else None
+        yield run(generator, z.to(device), None if y is None else y.to(device)).float().cpu()
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import GankitError
 from .widths import scaled
 
 
@@ -56,5 +57,11 @@ def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch", g_w
     return MLPGenerator(z_dim, shape, g_hidden), MLPDiscriminator(shape, d_hidden)
 
 
+MAX_SIZE = 256  # 256 x 256 x 3 pixels: ~75 million weights in G and D; past that, use a convolutional model
+
+
 def check_size(image_size: int) -> None:
-    """Any size works: the MLP only sees a flat vector."""
+    """Any size up to MAX_SIZE works: the MLP only sees a flat vector, but its weights grow with its square."""
+    if image_size > MAX_SIZE:
+        raise GankitError(f"the mlp model's weights grow with the pixel count: image_size must be <= {MAX_SIZE}, "
+                          f"got {image_size} (use model=dcgan for larger images)")
