@@ -151,7 +151,8 @@ def test_collapse_is_reported_from_coverage_or_spread():
 
 def test_training_evaluates_each_epoch(mlp_run):
     evals = read_metrics(mlp_run / ckpt.METRICS, kind="eval")
-    assert len(evals) == 1 and evals[0]["epoch"] == 1 and evals[0]["n"] == tiny_config().eval_samples
+    # 256 images: half B, the floor's real sample, holds 128, so fakes are drawn at that n too (not 2000)
+    assert len(evals) == 1 and evals[0]["epoch"] == 1 and evals[0]["n"] == evals[0]["floor_n"] == 128
     for key in ("fd", "kid", "precision", "recall", "classes_covered", "class_kl", "spread"):
         assert key in evals[0] and key in evals[0]["floor"]
     assert (mlp_run / ckpt.BEST).is_file()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,14 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
     if not path.is_file():
         raise GankitError(f"no checkpoint in {run_dir} (expected {path}): is this a gankit run directory?")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy (non-zip) files: the one line below says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         raise GankitError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); "
                           "it cannot be resumed") from None
+    if not isinstance(state, dict):
+        raise GankitError(f"checkpoint {path} holds a {type(state).__name__}, not a gankit checkpoint")
     missing = {"generator", "discriminator", "opt_g", "opt_d", "epoch", "step"} - set(state)
     if missing:
         raise GankitError(f"checkpoint {path} lacks {', '.join(sorted(missing))}: not a gankit checkpoint")

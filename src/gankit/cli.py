@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="measure a run: FD, KID, precision/recall, coverage vs real data")
     e.add_argument("run_dir", metavar="RUN_DIR")
-    e.add_argument("-n", type=int, default=5000, help="generated images (default 5000)")
+    e.add_argument("-n", type=int, help="generated images (default: as many as the real-vs-real floor holds, "
+                                        "half the data up to 10,000; more is capped there)")
     e.add_argument("--best", action="store_true", help="evaluate best.safetensors instead of the last generator")
     e.add_argument("--evaluator", metavar="PATH", help="a classifier .safetensors (default: cached for the data)")
     e.add_argument("--features", choices=["evaluator", "inception"], default="evaluator",
@@ -141,6 +142,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     result = evaluate(args.run_dir, args.n, args.evaluator, best=args.best, seed=args.seed, device=_device(args.device),
                       progress=not args.json, features=args.features)
     print(json.dumps(result.to_dict()) if args.json else result.table())
+    for note in result.notes:
+        print(f"gankit: note: {note}", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> None:

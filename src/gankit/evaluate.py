@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,14 +25,15 @@ class Evaluation:
     features: str  # "evaluator" or "inception"
     epoch: int
     step: int
-    n: int
+    n: int  # fakes measured, and the real images of the floor
     values: dict
     floor: dict
+    notes: list[str] = field(default_factory=list)  # what the caller should be told (n capped, not recorded)
 
     def to_dict(self) -> dict:
         return {"kind": "eval", "source": "evaluate", "features": self.features, "generator": self.which,
-                "epoch": self.epoch,
-                "step": self.step, "n": self.n, **self.values, "floor": self.floor}
+                "epoch": self.epoch, "step": self.step, "n": self.n, **self.values, "floor": self.floor,
+                "floor_n": self.n}
 
     def table(self) -> str:
         head = (f"{self.run_dir} ({self.which}, epoch {self.epoch}, step {self.step}, {self.n} samples, "
@@ -40,11 +41,12 @@ class Evaluation:
         return head + "\n" + metrics.table(self.values, self.floor)
 
 
-def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, best: bool = False,
+def evaluate(run_dir: str | Path, n: int | None = None, evaluator: str | None = None, best: bool = False,
              seed: int = 0, device: str = "cpu", progress: bool = True, record: bool = True,
              features: str = "evaluator") -> Evaluation:
-    """Measure RUN_DIR's generator (or best.safetensors) on n samples; append the result to metrics.jsonl."""
-    if n < 10:
+    """Measure RUN_DIR's generator (or best.safetensors) on n samples (None: as many as the floor's real
+    sample holds; more is capped there, with a note); append the result to metrics.jsonl."""
+    if n is not None and n < 10:
         raise GankitError(f"-n must be >= 10 for the metrics to mean anything, got {n}")
     name = ckpt.BEST if best else ckpt.GENERATOR
     generator, cfg = ckpt.load_generator(run_dir, device, name=name)
@@ -53,7 +55,13 @@ def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, b
     chosen = evaluator if features == "inception" else evaluator or cfg.evaluator or None
     model = ev.features_for(data, features, chosen, device=device, progress=progress)
     ref = ev.reference_for(data, model)
-    n_ref = min(n, len(ref.features_b))
+    notes = []
+    if n is None:
+        n = metrics.comparable_n(ref, ev.HALF_CAP)
+    elif metrics.comparable_n(ref, n) < n:
+        notes.append(f"measured at n = {metrics.comparable_n(ref, n)}, not {n}: the real-vs-real floor has only "
+                     "that many held-out images, and FD is only comparable at equal n")
+        n = metrics.comparable_n(ref, n)
     try:
         # a conditional generator needs labels in any feature space: in the data's class mix
         labels = class_labels(n, cfg.num_classes, prior=data.class_counts())
@@ -61,11 +69,18 @@ def evaluate(run_dir: str | Path, n: int = 5000, evaluator: str | None = None, b
                                  model, ref, n, labels=labels if ref.num_classes else None)
     except ValueError as exc:
         raise GankitError(f"cannot evaluate {run_dir}: {exc}") from None
-    result = Evaluation(Path(run_dir), "best" if best else "generator", features, int(info.get("epoch", 0)),
-                        int(info.get("step", 0)), n, values, metrics.floor(ref, n_ref))
+    result = Evaluation(Path(run_dir), "best" if best else "generator", features, _int(info.get("epoch")),
+                        _int(info.get("step")), n, values, metrics.floor(ref, n), notes)
     if record:
-        MetricsFile(Path(run_dir) / ckpt.METRICS).append(result.to_dict())
+        try:
+            MetricsFile(Path(run_dir) / ckpt.METRICS).append(result.to_dict())
+        except OSError as exc:  # a read-only run: the numbers are still printed
+            notes.append(f"not recorded in {Path(run_dir) / ckpt.METRICS}: {exc.strerror or exc}")
     return result
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def classify(paths: list[str | Path], evaluator: str | Path) -> list[tuple[str, str, float]]:

@@ -12,9 +12,13 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path) on a temporary file beside `path`, flush it to disk, then rename it over `path`.
 
     A crash at any moment leaves either the old file or the new one, never a torn one.
+    Errors name `path` (not the temporary file): OSError(errno, strerror, path).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     try:
         write(tmp)
@@ -22,6 +26,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

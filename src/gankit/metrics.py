@@ -149,6 +149,12 @@ def compare(ref: Reference, features: torch.Tensor, preds: torch.Tensor | None, 
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in out.items()}
 
 
+def comparable_n(ref: Reference, n: int) -> int:
+    """The sample size at which fakes and the floor are both measured: FD's bias depends on n (about
+    1.1 + 4058/n on mnist5k), so the fakes face the floor's bar only at the floor's n, at most half B's size."""
+    return min(n, len(ref.features_b))
+
+
 def floor(ref: Reference, n: int, kid_subsets: int = 50) -> dict:
     """The same metrics for n real images of half B: the best a generator can reach at this sample size."""
     n = min(n, len(ref.features_b))

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -141,7 +142,11 @@ class Quality:
     def for_data(cls, data, evaluator_path: str, n: int, patience: int, progress: bool) -> "Quality":
         """The cached (or newly trained) evaluator for `data` and the cached real reference."""
         evaluator = ev.evaluator_for(data, evaluator_path or None, progress=progress)
-        return cls(evaluator, ev.reference_for(data, evaluator), n, patience)
+        reference = ev.reference_for(data, evaluator)
+        if metrics.comparable_n(reference, n) < n and progress:
+            print(f"gankit: note: evaluations draw {metrics.comparable_n(reference, n)} samples, not eval_samples={n}:"
+                  " the real-vs-real floor has only that many held-out images", file=sys.stderr)
+        return cls(evaluator, reference, metrics.comparable_n(reference, n), patience)
 
     def load_state(self, state: dict[str, Any] | None) -> str | None:
         """Carry a checkpoint's best FD and early-stop count on; returns a note when they cannot be carried:

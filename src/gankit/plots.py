@@ -14,6 +14,12 @@ def read_metrics(path: str | Path, kind: str = "train") -> list[dict]:
     return MetricsFile(path).read(kind)
 
 
+def number(record: dict, key: str) -> float:
+    """record[key] as a float; NaN (not plotted) when it is missing or not a number."""
+    value = record.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+
+
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing moving average (window clipped to the series length)."""
     window = max(1, min(window, len(values)))
@@ -33,14 +39,14 @@ def plot_loss_curves(metrics_path: str | Path, out, probability: bool = True) ->
     rows = read_metrics(metrics_path)
     if not rows:
         return None
-    steps = np.array([r["step"] for r in rows])
+    steps = np.array([number(r, "step") for r in rows])
     window = max(1, len(rows) // 50)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for ax, keys, title in ((axes[0], ("loss_D", "loss_G"), "losses"),
                             (axes[1], ("D(x)", "D(G(z))"),
                              "discriminator outputs (probability)" if probability else "discriminator scores")):
         for key, color in zip(keys, ("tab:blue", "tab:orange")):
-            values = np.array([r[key] for r in rows], dtype=float)
+            values = np.array([number(r, key) for r in rows])
             ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
             ax.plot(steps, smooth(values, window), color=color, linewidth=1.8, label=key)
         ax.set_title(title)
@@ -81,13 +87,13 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
     if not evals:
         return False
     rows = latest_feature_space(evals)  # a run resumed under another evaluator is drawn from that change on
-    epochs = [r["epoch"] for r in rows]
+    epochs = [number(r, "epoch") for r in rows]
     panels = [(k, t) for k, t in METRIC_PANELS if k in rows[-1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
-        ax.plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", color="tab:blue", label="run")
-        floor = (rows[-1].get("floor") or {}).get(key)
-        if floor is not None:
+        ax.plot(epochs, [number(r, key) for r in rows], marker="o", color="tab:blue", label="run")
+        floor = number(rows[-1].get("floor") if isinstance(rows[-1].get("floor"), dict) else {}, key)
+        if np.isfinite(floor):
             ax.axhline(floor, color="gray", linestyle="--", linewidth=1, label="real vs real")
         if key == "fd":
             ax.set_yscale("log")
@@ -96,7 +102,7 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     if len(rows) < len(evals):
-        fig.suptitle(f"measured by the evaluator in use since epoch {rows[0]['epoch']} (earlier values are in "
+        fig.suptitle(f"measured by the evaluator in use since epoch {rows[0].get('epoch')} (earlier values are in "
                      "another feature space)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=90, format="png")

@@ -173,7 +173,7 @@ class TrainingLog:
                 if floor and key in floor:
                     self.writer.add_scalar(f"floor/{key}", floor[key], step)
         self.record({"kind": "eval", "source": "train", "epoch": epoch, "step": step, "n": n, **values,
-                     "floor": floor, "evaluator": evaluator})
+                     "floor": floor, "floor_n": n, "evaluator": evaluator})
 
     def health(self, finding, line: str, remedy: str) -> None:
         self.writer.add_text("health", line, finding.step)

@@ -36,14 +36,24 @@ def _figure(draw) -> bytes | None:
     return buffer.getvalue() if draw(buffer) else None
 
 
+def _text(value) -> str:
+    """Any value read from a file, as safe HTML: numbers formatted, everything else escaped."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
 def _metric_table(row: dict) -> str:
-    floor = row.get("floor") or {}
+    floor = row.get("floor") if isinstance(row.get("floor"), dict) else {}
     cells = ["<tr><th>metric</th><th>run</th><th>real vs real</th></tr>"]
     for key, (label, _) in metrics_mod.METRICS.items():
         if key in row:
-            ref = floor.get(key, "")
-            cells.append(f"<tr><td>{label}</td><td>{row[key]:.4g}</td><td>{ref if ref == '' else f'{ref:.4g}'}</td></tr>")
+            cells.append(f"<tr><td>{label}</td><td>{_text(row[key])}</td><td>{_text(floor.get(key, ''))}</td></tr>")
     return "<table>" + "".join(cells) + "</table>"
+
+
+def _number(value, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -56,9 +66,9 @@ def write_report(run_dir: str | Path) -> Path:
 
     epochs = read_metrics(log, kind="epoch")
     if epochs:
-        seconds = sum(r["seconds"] for r in epochs)
-        parts.append(f"<p>{len(epochs)} epochs, {epochs[-1]['step']} steps, {seconds:.0f} s of training, "
-                     f"last epoch {epochs[-1]['images_per_s']:.0f} images/s.</p>")
+        seconds = sum(_number(r.get("seconds")) for r in epochs)
+        parts.append(f"<p>{len(epochs)} epochs, {_text(epochs[-1].get('step'))} steps, {seconds:.0f} s of training, "
+                     f"last epoch {_number(epochs[-1].get('images_per_s')):.0f} images/s.</p>")
 
     parts.append("<h2>Losses and discriminator outputs</h2>")
     probability = LOSSES[cfg.loss].probability
@@ -71,14 +81,14 @@ def write_report(run_dir: str | Path) -> Path:
     evals = read_metrics(log, kind="eval")
     if evals:
         last = evals[-1]
-        parts.append(f"<p>Latest evaluation ({html.escape(str(last.get('source')))}, epoch {last.get('epoch')}, "
-                     f"{last.get('n')} samples):</p>" + _metric_table(last))
+        parts.append(f"<p>Latest evaluation ({_text(last.get('source'))}, epoch {_text(last.get('epoch'))}, "
+                     f"{_text(last.get('n'))} samples):</p>" + _metric_table(last))
 
     parts.append("<h2>Samples (fixed noise)</h2><div class='grids'>")
     grids = sorted((run_dir / ckpt.SAMPLES).glob("epoch_*.png"))
     best_epoch = ckpt.export_info(run_dir, ckpt.BEST).get("epoch") if (run_dir / ckpt.BEST).is_file() else None
     shown = []
-    if best_epoch:
+    if isinstance(best_epoch, int) and best_epoch > 0:
         best = run_dir / ckpt.SAMPLES / f"epoch_{best_epoch:03d}.png"
         if best.is_file():
             shown.append((best, f"best FD: epoch {best_epoch}"))
@@ -92,8 +102,8 @@ def write_report(run_dir: str | Path) -> Path:
     findings = read_metrics(log, kind="health")
     if findings:
         parts.append("<ul>" + "".join(
-            f"<li class='warn'>{html.escape(f['message'])} (epoch {f['epoch']}, step {f['step']}): "
-            f"{html.escape(f.get('remedy', ''))}</li>" for f in findings) + "</ul>")
+            f"<li class='warn'>{_text(f.get('message'))} (epoch {_text(f.get('epoch'))}, step {_text(f.get('step'))}): "
+            f"{_text(f.get('remedy', ''))}</li>" for f in findings) + "</ul>")
     else:
         parts.append("<p class='ok'>No problems found: no mode collapse, no runaway discriminator, no divergence."
                      "</p>")

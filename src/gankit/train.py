@@ -338,7 +338,11 @@ class Trainer:
         if out_of_time:
             stopped = (f"time limit: stopped after {time.perf_counter() - start:.0f} s "
                        f"(time_limit={cfg.time_limit:g}) in epoch {self.epoch}, at step {self.step}")
-        ckpt.save_checkpoint(self.state_dict(), self.run_dir)
+        try:
+            ckpt.save_checkpoint(self.state_dict(), self.run_dir)
+        except OSError as exc:  # a full disk: the previous checkpoint stays
+            raise GankitError(f"cannot write the checkpoint of epoch {self.epoch} to {exc.filename} "
+                              f"({exc.strerror}); {self.on_disk()}") from None
         self.saved_epoch = self.epoch
         if stopped:
             self.say(stopped)
