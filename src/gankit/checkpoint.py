@@ -169,6 +169,8 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
     """Rebuild the generator from RUN_DIR/config.toml and its safetensors weights, in eval mode."""
     cfg = load_run_config(run_dir)
     path = Path(run_dir) / name
+    if cfg.channels not in (1, 3) or cfg.conditional == "auto":
+        raise GankitError(f"{run_dir} has not started training yet (its {CONFIG} still holds auto values)")
     if not path.is_file():
         if name == BEST and (Path(run_dir) / GENERATOR).is_file():
             raise GankitError(f"{run_dir} has no {name}: it is kept by the evaluations during training, and this "

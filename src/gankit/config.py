@@ -255,8 +255,8 @@ RUN_KEYS = ("model", "data", "image_size", "channels", "z_dim", "conditional", "
 
 
 def load(path: str | Path, run: bool = False) -> Config:
-    """A config file, coerced and validated like --config; run=True: a run's config.toml, which must be
-    concrete (every key that rebuilds the models present, nothing left at auto)."""
+    """A config file, coerced and validated like --config; run=True: a run's config.toml, which must hold
+    every key that rebuilds the models (a run that has not started training yet may still hold auto values)."""
     values = read_toml(path)
     try:
         if run:
@@ -265,8 +265,6 @@ def load(path: str | Path, run: bool = False) -> Config:
                 raise GankitError(f"lacks {', '.join(missing)}: not the config.toml of a gankit run")
         cfg = Config(**{k: _coerce(k, v) for k, v in values.items()})
         validate(cfg)
-        if run and (cfg.channels not in (1, 3) or cfg.conditional == "auto"):
-            raise GankitError("holds auto values (channels or conditional): not the config.toml of a trained run")
     except GankitError as exc:
         raise GankitError(f"{path}: {exc}") from None
     return cfg

@@ -24,6 +24,12 @@ class RunLock:
     def __init__(self, run_dir: Path, fd: int, created: list[Path]):
         self.run_dir, self.fd, self.created = run_dir, fd, created  # created: folders this claim made
 
+    def discard(self, written: tuple[str, ...]) -> None:
+        """A new run that stopped before it trained: remove the files it wrote (then release drops the folder
+        if this claim made it)."""
+        for name in written:
+            (self.run_dir / name).unlink(missing_ok=True)
+
     def release(self) -> None:
         if self.fd < 0:
             return

@@ -88,13 +88,19 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     """
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     trainer = None
-    with rundir.claim(run_dir, resume):
+    with rundir.claim(run_dir, resume) as lock:
+        if not resume:  # resumable from the first moment: a run killed while it starts resumes from epoch 1
+            config_mod.save(cfg, run_dir / ckpt.CONFIG)
         try:
             trainer = _prepare(cfg, run_dir, resume, progress)
             return trainer.fit()
-        except KeyboardInterrupt:  # say what a stopped run leaves behind (the CLI prints it)
-            raise KeyboardInterrupt(trainer.on_disk() if trainer else "before training started: nothing "
-                                    "was changed") from None
+        except BaseException as exc:
+            if not resume and (trainer is None or not trainer.started):
+                lock.discard((ckpt.CONFIG,))  # a new run that failed before training leaves nothing behind
+            if isinstance(exc, KeyboardInterrupt):  # say what a stopped run leaves (the CLI prints it)
+                raise KeyboardInterrupt(trainer.on_disk() if trainer and trainer.started else
+                                        "before training started: nothing was changed") from None
+            raise
 
 
 def _prepare(cfg: Config, run_dir: Path, resume: bool, progress: bool) -> Trainer:
@@ -151,6 +157,7 @@ class Trainer:
         self.quality = self._build_quality()
         self.health = Health(judge_d=self.loss.probability)
         self.resumed = False  # continuing a run directory (with or without a checkpoint)
+        self.started = False  # the run directory has been taken up (_open_run_dir)
 
     def _build_models(self) -> None:
         """G and D (seeded), their Adam optimizers, and the EMA generator that grids, evaluations and exports use."""
@@ -256,6 +263,7 @@ class Trainer:
                                resume_step=self.step if self.resumed else None)
         (self.run_dir / ckpt.SAMPLES).mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, self.run_dir / ckpt.CONFIG)
+        self.started = True
         self.fixed_noise = self.fixed_noise.to(self.device)
         self.fixed_labels = class_labels(len(self.fixed_noise), cfg.num_classes, self.device)
         what = (f"resuming at epoch {self.epoch + 1} of {cfg.epochs}" if self.resumed
