@@ -1,0 +1,393 @@
+"""Run-directory safety against a hostile user: one writer, stops at any moment, crafted files, huge sizes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gankit import checkpoint as ckpt
+from gankit import rundir
+from gankit.cli import main
+from gankit.images import read_png
+from gankit.records import MetricsFile
+from gankit.train import Trainer, resume, train
+
+from .conftest import snapshot, tiny_config
+
+GANKIT = [sys.executable, "-m", "gankit"]
+
+
+def _cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+# ------------------------------------------------------------------ 1. one writer
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(capsys, mlp_run, tmp_path):
+    run = _copy(mlp_run, tmp_path)
+    with rundir.claim(run, resume=True):
+        before = snapshot(run)
+        code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2", "--no-progress")
+        assert code == 2 and err.count("\n") == 1
+        assert f"is being written by another gankit process (PID {os.getpid()})" in err
+        code, _, err = _cli(capsys, "train", "--preset", "simple-gan", "--out", tmp_path / "new", "--set",
+                            "subset=64", "--set", "eval_every=0", "--no-progress")
+        assert code == 0, err  # another folder is another run
+        with rundir.claim(tmp_path / "fresh"):
+            code, _, err = _cli(capsys, "train", "--out", tmp_path / "fresh", "--no-progress")
+            assert code == 2 and "being written by another gankit process" in err
+        assert snapshot(run) == before
+        # readers work while a writer holds the run
+        assert _cli(capsys, "generate", run, "-n", "4", "-o", tmp_path / "s.png")[0] == 0
+        assert _cli(capsys, "report", run)[0] == 0
+    assert resume(run, {"epochs": 2}, progress=False).epochs == 2  # released: the run is writable again
+
+
+def test_two_trains_started_together_leave_one_consistent_run(tmp_path):
+    run = tmp_path / "run"
+    argv = GANKIT + ["train", "--preset", "simple-gan", "--set", "subset=128", "--set", "eval_every=0",
+                     "--epochs", "1", "--out", str(run), "--no-progress"]
+    procs = [subprocess.Popen(argv + ["--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for seed in (1, 2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert ("being written by another gankit process" in loser or "already exists" in loser)
+    seed = ckpt.load_run_config(run).seed
+    assert ckpt.load_checkpoint(run)["config"]["seed"] == seed  # checkpoint and config.toml of one run
+    steps = [r["step"] for r in MetricsFile(run / "metrics.jsonl").read("train")]
+    assert steps == [1, 2, 3, 4]  # 128 images / batch 32, each step once
+
+
+def test_a_killed_writers_lock_never_blocks(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from gankit import rundir; "
+                               f"rundir.claim({str(run)!r}); print('held', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Exception, match=f"PID {holder.pid}"):
+            rundir.claim(run, resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    with rundir.claim(run, resume=True):  # the OS dropped the lock with the process
+        pass
+
+
+def test_out_naming_a_file_is_one_line(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, _, err = _cli(capsys, "train", "--out", tmp_path / "file", "--no-progress")
+    assert code == 2 and "is a file, not a run directory" in err and err.count("\n") == 1
+
+
+def test_orphaned_temporary_files_are_removed_on_the_next_start(mlp_run, tmp_path):
+    run = _copy(mlp_run, tmp_path)
+    (run / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    resume(run, {"epochs": 2}, progress=False)
+    assert not list(run.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------ 2. stopped before the first checkpoint
+
+
+def _interrupt_at(monkeypatch, at_step: int):
+    real = Trainer.train_step
+
+    def step(self, real_batch, y):
+        if self.step == at_step:
+            raise KeyboardInterrupt
+        return real(self, real_batch, y)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+
+
+def test_ctrl_c_in_the_first_epoch_says_there_is_no_checkpoint_and_resume_starts_over(capsys, tmp_path,
+                                                                                        monkeypatch):
+    run = tmp_path / "run"
+    _interrupt_at(monkeypatch, 3)
+    code, _, err = _cli(capsys, "train", "--preset", "simple-gan", "--set", "subset=128", "--set", "eval_every=0",
+                        "--out", run, "--no-progress", "--epochs", "2")
+    assert code == 130 and "no checkpoint was written yet" in err and "intact" not in err
+    assert (run / "config.toml").is_file() and not (run / "checkpoint.pt").exists()
+    monkeypatch.undo()
+    code, _, err = _cli(capsys, "train", "--resume", run)
+    assert code == 0 and "has no checkpoint yet" in err
+    steps = [r["step"] for r in MetricsFile(run / "metrics.jsonl").read("train")]
+    assert steps == list(range(1, 9)) and ckpt.load_checkpoint(run)["epoch"] == 2
+    code, _, err = _cli(capsys, "train", "--out", run, "--no-progress")
+    assert code == 2 and "already exists: continue it with --resume" in err
+
+
+def test_ctrl_c_later_names_the_intact_checkpoint(capsys, tmp_path, monkeypatch):
+    _interrupt_at(monkeypatch, 6)  # in epoch 2 (4 steps an epoch)
+    code, _, err = _cli(capsys, "train", "--preset", "simple-gan", "--set", "subset=128", "--set", "eval_every=0",
+                        "--out", tmp_path / "run", "--no-progress", "--epochs", "3")
+    assert code == 130 and "the checkpoint of epoch 1 is intact" in err
+
+
+def test_a_run_killed_while_starting_resumes_from_its_config(capsys, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(subset=64, eval_every=0)
+    with rundir.claim(run):  # what a kill during start-up leaves: the claimed folder and its config.toml
+        from gankit import config as config_mod
+
+        config_mod.save(config, run / "config.toml")
+    code, _, err = _cli(capsys, "train", "--resume", run, "--no-progress")
+    assert code == 0 and ckpt.load_checkpoint(run)["epoch"] == 1
+
+
+def test_divergence_at_the_first_step_says_nothing_was_kept(tmp_path, monkeypatch):
+    from gankit import train as train_mod
+    from gankit.losses import Loss, bce_d_loss
+    from gankit.monitor import Diverged
+
+    monkeypatch.setitem(train_mod.LOSSES, "bce", Loss(bce_d_loss, lambda fake: fake.mean() * float("nan")))
+    with pytest.raises(Diverged, match="no checkpoint was written yet") as exc:
+        train(tiny_config(eval_every=0, fused=False, subset=64), tmp_path / "run", progress=False)
+    assert "intact" not in str(exc.value)
+
+
+def test_a_new_run_that_fails_before_training_leaves_nothing(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "a" / "b" / "run", tmp_path / "empty"):
+        code, _, err = _cli(capsys, "train", "--data", f"folder:{tmp_path / 'none'}", "--out", out)
+        assert code == 2 and "image folder not found" in err
+    assert not (tmp_path / "a").exists()
+    assert [p.name for p in (tmp_path / "empty").iterdir()] in ([], [rundir.LOCK])
+
+
+# ------------------------------------------------------------------ 3. a torn or damaged metrics.jsonl
+
+
+def test_resume_after_a_torn_metrics_line(mlp_run, tmp_path, capsys):
+    run = _copy(mlp_run, tmp_path)
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write('{"kind": "train", "epoch": 2, "step": 9, "loss_')
+    assert _cli(capsys, "train", "--resume", run, "--epochs", "2", "--no-progress")[0] == 0
+    steps = [r["step"] for r in MetricsFile(run / "metrics.jsonl").read("train")]
+    assert steps == list(range(1, 17))
+    assert _cli(capsys, "report", run)[0] == 0
+
+
+def test_garbage_in_metrics_is_one_line_and_nothing_is_rewritten(mlp_run, tmp_path, capsys):
+    run = _copy(mlp_run, tmp_path)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines.insert(3, "\x00\x00garbage")
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    before = snapshot(run)
+    for argv in (["train", "--resume", run, "--epochs", "2", "--no-progress"], ["report", run]):
+        code, _, err = _cli(capsys, *argv)
+        assert code == 2 and "line 4 is not a JSON record" in err and err.count("\n") == 1
+    assert snapshot(run) == before
+
+
+# ------------------------------------------------------------------ 4. odd images
+
+
+def test_a_decompression_bomb_is_one_skipped_file(capsys, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(40):
+        Image.new("L", (30, 30), 5 * i).save(folder / f"{i}.png")
+    Image.new("L", (20000, 20000)).save(folder / "bomb.png", optimize=True)  # small on disk, 400 Mpixels
+    assert (folder / "bomb.png").stat().st_size < 1_000_000
+    code, out, _ = _cli(capsys, "data", f"folder:{folder}", "-o", tmp_path / "grid.png")
+    assert code == 0 and "images: 40" in out and "skipped: 1 unreadable file(s)" in out
+    result = train(tiny_config(preset="dcgan", data=f"folder:{folder}", subset=0, batch_size=8, image_size=28,
+                               eval_every=0), tmp_path / "run", progress=False)
+    assert result.steps == 5
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    from gankit.data import read_image
+
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    image = read_image(tmp_path / "deep.png", 64)[0].double()
+    expected = torch.from_numpy(ramp.astype(np.float64) / 257).round()
+    assert (image - expected).abs().max() <= 1
+    assert (image == 255).double().mean() < 0.01  # clipping put 24.8% of the pixels at 255
+
+
+# ------------------------------------------------------------------ 5. sizes
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "RUN", "-n", "20000000", "-o", "x.npy"], "more than 10,000,000 images"),
+    (["generate", "RUN", "--interpolate", "100000", "-o", "x.png"], "at most 100,000"),
+    (["generate", "RUN", "-n", "5000", "-o", "x.png"], "too large to look at"),
+    (["generate", "RUN", "--interpolate", "10", "-n", "5000", "--gif", "-o", "x.npy"], "too large to look at"),
+    (["train", "--preset", "simple-gan", "--image-size", "100000"], "image_size must be in [8, 1024]"),
+    (["train", "--preset", "simple-gan", "--image-size", "512"], "mlp model's weights grow"),
+])
+def test_sizes_nothing_can_hold_are_refused_before_allocating(capsys, mlp_run, tmp_path, monkeypatch, argv,
+                                                                message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli(capsys, *[mlp_run if a == "RUN" else a for a in argv])
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_config_toml_with_a_huge_size_is_refused_on_resume(capsys, mlp_run, tmp_path):
+    run = _copy(mlp_run, tmp_path)
+    text = (run / "config.toml").read_text().replace("image_size = 28", "image_size = 100000")
+    (run / "config.toml").write_text(text)
+    before = snapshot(run)
+    code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2")
+    assert code == 2 and "config.toml: image_size must be in [8, 1024]" in err
+    assert snapshot(run) == before
+
+
+def test_a_large_npy_is_written_with_flat_memory(tmp_path, mlp_run):
+    # 60,000 images of 28x28 float32 are 188 MB: the child's peak memory must not hold them (or twice them)
+    code = ("import resource, sys; from gankit.generate import generate; "
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            f"generate({str(mlp_run)!r}, 60000, {str(tmp_path / 'big.npy')!r}); "
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    grown_mb = int(done.stdout.strip())
+    assert grown_mb < 120, f"peak memory grew by {grown_mb} MB while writing a 188 MB array"
+    array = np.load(tmp_path / "big.npy", mmap_mode="r")
+    assert array.shape == (60000, 1, 28, 28) and array.dtype == np.float32
+    first = np.load(_small(mlp_run, tmp_path))
+    assert np.allclose(array[:5], first, atol=1e-6)  # the same seeded stream as a small request
+
+
+def _small(run, tmp_path):
+    from gankit.generate import generate
+
+    return generate(run, 5, tmp_path / "small.npy")
+
+
+# ------------------------------------------------------------------ 6. generate never overwrites
+
+
+def test_generate_refuses_to_overwrite_without_force(capsys, mlp_run, tmp_path):
+    out = tmp_path / "g.png"
+    out.write_bytes(b"precious")
+    code, _, err = _cli(capsys, "generate", mlp_run, "-n", "4", "-o", out)
+    assert code == 2 and "exists: pass --force" in err and out.read_bytes() == b"precious"
+    assert _cli(capsys, "generate", mlp_run, "-n", "4", "-o", out, "--force")[0] == 0
+    assert read_png(out).shape == (1, 2 * 30 + 2, 2 * 30 + 2)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    (folder / "0000.png").write_bytes(b"mine")
+    code, _, err = _cli(capsys, "generate", mlp_run, "-n", "3", "-o", folder)
+    assert code == 2 and "0000.png exists" in err and (folder / "0000.png").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("target", ["samples/epoch_001.png", "generator.npy", "samples", "."])
+def test_generate_never_writes_into_a_run_directory(capsys, mlp_run, tmp_path, target):
+    run = _copy(mlp_run, tmp_path)
+    before = snapshot(run)
+    code, _, err = _cli(capsys, "generate", run, "-n", "4", "-o", run / target, "--force")
+    assert code == 2 and "is inside the run directory" in err
+    assert snapshot(run) == before
+
+
+# ------------------------------------------------------------------ 7. report escaping
+
+
+def test_report_escapes_every_value_from_the_run(mlp_run, tmp_path):
+    from gankit.report import write_report
+
+    run = _copy(mlp_run, tmp_path)
+    evil = "<script>alert(1)</script>"
+    MetricsFile(run / "metrics.jsonl").append(
+        {"kind": "epoch", "epoch": evil, "step": evil, "seconds": evil, "images_per_s": evil},
+        {"kind": "eval", "source": evil, "epoch": evil, "n": evil, "fd": evil, "floor": {"fd": evil}},
+        {"kind": "health", "issue": "collapse", "epoch": evil, "step": evil, "message": evil, "remedy": evil},
+        {"kind": "train", "epoch": 1, "step": evil, "loss_D": evil, "loss_G": 1.0, "D(x)": 0.5, "D(G(z))": 0.5})
+    page = write_report(run).read_text()
+    assert "<script" not in page and page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6
+
+
+# ------------------------------------------------------------------ 8. I/O errors
+
+
+def test_a_full_disk_at_the_checkpoint_keeps_the_previous_one(mlp_run, tmp_path, monkeypatch, capsys):
+    run = _copy(mlp_run, tmp_path)
+    before = (run / "checkpoint.pt").read_bytes()
+
+    def full(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2", "--no-progress")
+    assert code == 2 and err.count("\n") == 1
+    assert f"cannot write the checkpoint of epoch 2 to {run / 'checkpoint.pt'} (No space left on device)" in err
+    assert "the checkpoint of epoch 1 is intact" in err
+    assert (run / "checkpoint.pt").read_bytes() == before and not list(run.glob(".*.tmp"))
+
+
+def test_an_unwritable_place_is_one_line(capsys, tmp_path):
+    code, _, err = _cli(capsys, "train", "--out", "/proc/gankit-run", "--set", "subset=64", "--no-progress")
+    assert code == 2 and err.startswith("gankit: error: cannot write or read /proc/gankit-run") and err.count("\n") == 1
+
+
+def test_evaluate_of_a_read_only_run_still_prints_its_numbers(capsys, mlp_run, monkeypatch):
+    def refuse(self, *records):
+        raise OSError(errno.EROFS, "Read-only file system", str(self.path))
+
+    monkeypatch.setattr(MetricsFile, "append", refuse)
+    code, out, err = _cli(capsys, "evaluate", mlp_run, "--json")
+    assert code == 0 and json.loads(out)["fd"] > 0
+    assert "not recorded in" in err and "Read-only file system" in err
+
+
+# ------------------------------------------------------------------ 9. damaged run files
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "lacks model, data, image_size"),
+    ("model = 'dcgan'\nlr = 'fast'\n", "lacks"),
+    ("[[[", "not valid TOML"),
+])
+def test_a_bad_config_toml_is_one_line_for_resume_and_generate(capsys, mlp_run, tmp_path, text, message):
+    run = _copy(mlp_run, tmp_path)
+    (run / "config.toml").write_text(text)
+    for argv in (["train", "--resume", run, "--epochs", "2"], ["generate", run, "-o", tmp_path / "x.png"]):
+        code, _, err = _cli(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_legacy_pickle_checkpoint_is_one_line(capsys, mlp_run, tmp_path):
+    run = _copy(mlp_run, tmp_path)
+    torch.save({"generator": {}}, run / "checkpoint.pt", _use_new_zipfile_serialization=False)
+    code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2")
+    assert code == 2 and err.count("\n") == 1 and "not a gankit checkpoint" in err
+
+
+# ------------------------------------------------------------------ the floor's n
+
+
+def test_fakes_and_floor_are_measured_at_the_same_n(capsys, mlp_run):
+    code, out, err = _cli(capsys, "evaluate", mlp_run, "-n", "5000", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["n"] == record["floor_n"] == 128  # 256 images: half B holds 128
+    assert "measured at n = 128, not 5000" in err
+    code, out, err = _cli(capsys, "evaluate", mlp_run, "--json")
+    assert json.loads(out)["n"] == 128 and "note" not in err
+
