@@ -330,16 +330,34 @@ def test_a_full_disk_at_the_checkpoint_keeps_the_previous_one(mlp_run, tmp_path,
     run = _copy(mlp_run, tmp_path)
     before = (run / "checkpoint.pt").read_bytes()
 
-    def full(obj, path, *args, **kwargs):
+    def full(obj, path, *args, **kwargs):  # what torch.save raises when the disk fills up
         Path(path).write_bytes(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1088 vs 1000\n"
+                           "PytorchStreamWriter failed writing file data/3: file write failed")
 
     monkeypatch.setattr(torch, "save", full)
     code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2", "--no-progress")
     assert code == 2 and err.count("\n") == 1
-    assert f"cannot write the checkpoint of epoch 2 to {run / 'checkpoint.pt'} (No space left on device)" in err
+    assert f"cannot write the checkpoint of epoch 2 to {run / 'checkpoint.pt'} (the write failed (" in err
+    assert "file write failed" in err
     assert "the checkpoint of epoch 1 is intact" in err
     assert (run / "checkpoint.pt").read_bytes() == before and not list(run.glob(".*.tmp"))
+
+
+def test_a_full_disk_at_an_export_is_one_line(mlp_run, tmp_path, monkeypatch, capsys):
+    from safetensors import SafetensorError
+
+    run = _copy(mlp_run, tmp_path)
+    before = (run / "generator.safetensors").read_bytes()
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2", "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "StorageFull" in err
+    assert f"cannot write or read {run / 'generator.safetensors'}" in err
+    assert (run / "generator.safetensors").read_bytes() == before and not list(run.glob(".*.tmp"))
 
 
 def test_an_unwritable_place_is_one_line(capsys, tmp_path):

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from .errors import GankitError
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path) on a temporary file beside `path`, flush it to disk, then rename it over `path`.
 
     A crash at any moment leaves either the old file or the new one, never a torn one.
-    Errors name `path` (not the temporary file): OSError(errno, strerror, path).
+    Errors name `path` (not the temporary file): OSError(errno, strerror, path). Writers that report a failed
+    write in their own exception type (torch.save's RuntimeError on a full disk, safetensors' SafetensorError)
+    are turned into OSError(EIO) too, so every failed write is one kind of error.
     """
     path = Path(path)
     try:
@@ -26,13 +31,15 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        if isinstance(exc, Exception) and not isinstance(exc, GankitError):
+            # a writer's own failure type: torch.save's RuntimeError, safetensors' SafetensorError
+            cause = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+            raise OSError(errno.EIO, f"the write failed ({cause})", str(path)) from None
         raise
-
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
