@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from . import config, train
+    from .distributed import from_env
 
     if args.resume:
         given = [flag for flag, v in (("--preset", args.preset), ("--data", args.data), ("--config", args.config),
@@ -112,13 +113,14 @@ def cmd_train(args: argparse.Namespace) -> None:
                              image_size=args.image_size, device=args.device)
         out = Path(args.out) if args.out else train.default_run_dir(cfg)
         result = train.train(cfg, out, progress=not args.no_progress)
-    print(result.summary())
+    if from_env().main:  # under torchrun, rank 0 speaks for the run
+        print(result.summary())
 
 
 def _device(name: str) -> str:
     """A --device value checked and resolved (auto -> cuda or cpu), or a one-line error."""
     from .config import DEVICE
-    from .train import resolve_device
+    from .distributed import resolve_device
 
     if not DEVICE.fullmatch(name):
         raise GankitError(f"--device must be auto, cpu or cuda[:N], got '{name}'")

@@ -310,14 +310,16 @@ class Plan:
     compile: bool  # torch.compile the forward passes
 
 
-def plan(cfg: Config, device_type: str) -> Plan:
-    """The machinery for a concrete config (resolve_for_data) on a device of this type ("cpu", "cuda")."""
+def plan(cfg: Config, device_type: str, world_size: int = 1) -> Plan:
+    """The machinery for a concrete config (resolve_for_data) on a device of this type ("cpu", "cuda"), in
+    one of world_size processes (the fused step does not average gradients over processes: autograd does)."""
     if cfg.conditional == "auto":
         raise ValueError("plan() needs a concrete config: call resolve_for_data first")
     autocast = cfg.amp and device_type == "cuda"
     # the fused step writes out the plain tutorial pair's math: anything that changes the step rules it out
     fused = (cfg.fused and cfg.model == "mlp" and cfg.loss == "bce" and not cfg.conditional and cfg.n_critic <= 1
-             and not cfg.r1_gamma and not cfg.diffaug and not cfg.spectral_norm and not cfg.compile and not autocast)
+             and not cfg.r1_gamma and not cfg.diffaug and not cfg.spectral_norm and not cfg.compile and not autocast
+             and world_size == 1)
     return Plan(fused=fused, autocast=autocast, channels_last=cfg.channels_last and cfg.model != "mlp",
                 compile=cfg.compile)
 

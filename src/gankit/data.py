@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .distributed import Rows
 from .errors import GankitError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -225,21 +226,24 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.detach().float().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def augment(x: torch.Tensor, rotation: float, hflip: bool, generator: torch.Generator | None) -> torch.Tensor:
+def augment(x: torch.Tensor, rotation: float, hflip: bool, generator: torch.Generator | None,
+            rows: Rows | None = None) -> torch.Tensor:
     """Random rotation by up to `rotation` degrees and random horizontal flip, for the whole batch at once.
 
     Areas rotated in from outside the image are filled with -1 (black), as torchvision's RandomRotation does.
+    rows: x is these rows of a larger batch (several processes): draws are made for all of them and sliced.
     """
     n = x.shape[0]
+    rows = rows or Rows(n)
     if rotation > 0:
-        angle = (torch.rand(n, device=x.device, generator=generator) * 2 - 1) * math.radians(rotation)
+        angle = (rows.rand(device=x.device, generator=generator) * 2 - 1) * math.radians(rotation)
         cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
         theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
         # sample x + 1 with zero padding so that the fill is -1 after shifting back
         x = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
     if hflip:
-        flip = torch.rand(n, device=x.device, generator=generator) < 0.5
+        flip = rows.rand(device=x.device, generator=generator) < 0.5
         x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     return x
 
@@ -254,13 +258,16 @@ class Batches:
 
     def __init__(self, images: torch.Tensor, batch_size: int, seed: int, rotation: float = 0.0,
                  hflip: bool = False, generator: torch.Generator | None = None,
-                 memory_format: torch.memory_format = torch.contiguous_format, labels: torch.Tensor | None = None):
+                 memory_format: torch.memory_format = torch.contiguous_format, labels: torch.Tensor | None = None,
+                 rows: Rows | None = None):
+        """batch_size: the global batch; rows: this process's rows of it (several processes), else all."""
         if images.shape[0] < batch_size:
             raise GankitError(f"the data holds {images.shape[0]} images, fewer than one batch of {batch_size}: "
                               "lower batch_size or add images")
         self.images, self.batch_size, self.seed = images, batch_size, seed
         self.rotation, self.hflip, self.generator = rotation, hflip, generator
         self.memory_format, self.labels = memory_format, labels
+        self.rows = rows or Rows(batch_size)
 
     def __len__(self) -> int:
         return self.images.shape[0] // self.batch_size
@@ -270,7 +277,8 @@ class Batches:
         order = torch.randperm(self.images.shape[0], generator=torch.Generator().manual_seed(
             self.seed * 1_000_003 + epoch)).to(self.images.device)
         for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            batch = augment(to_float(self.images.index_select(0, index)), self.rotation, self.hflip, self.generator)
+            index = self.rows.take(order[i * self.batch_size:(i + 1) * self.batch_size])
+            batch = augment(to_float(self.images.index_select(0, index)), self.rotation, self.hflip, self.generator,
+                            self.rows)
             labels = None if self.labels is None else self.labels.index_select(0, index)
             yield batch.contiguous(memory_format=self.memory_format), labels

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .distributed import Rows
 from .errors import GankitError
 
 POLICIES = ("color", "translation", "cutout")
@@ -33,24 +34,27 @@ def parse_policy(text: str) -> tuple[str, ...]:
     return tuple(p for p in POLICIES if p in names)
 
 
-def _uniform(x: torch.Tensor, lo: float, hi: float, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(x.shape[0], 1, 1, 1, device=x.device, generator=generator, dtype=x.dtype) * (hi - lo) + lo
+def _uniform(x: torch.Tensor, lo: float, hi: float, generator: torch.Generator | None, rows: Rows) -> torch.Tensor:
+    return rows.rand(1, 1, 1, device=x.device, generator=generator, dtype=x.dtype) * (hi - lo) + lo
 
 
-def color(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    x = x + _uniform(x, -0.5, 0.5, generator)
+def color(x: torch.Tensor, generator: torch.Generator | None = None, rows: Rows | None = None) -> torch.Tensor:
+    rows = rows or Rows(x.shape[0])
+    x = x + _uniform(x, -0.5, 0.5, generator, rows)
     if x.shape[1] > 1:
         mean = x.mean(1, keepdim=True)
-        x = (x - mean) * _uniform(x, 0.0, 2.0, generator) + mean
+        x = (x - mean) * _uniform(x, 0.0, 2.0, generator, rows) + mean
     mean = x.mean((1, 2, 3), keepdim=True)
-    return (x - mean) * _uniform(x, 0.5, 1.5, generator) + mean
+    return (x - mean) * _uniform(x, 0.5, 1.5, generator, rows) + mean
 
 
-def translation(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = 0.125) -> torch.Tensor:
+def translation(x: torch.Tensor, generator: torch.Generator | None = None, rows: Rows | None = None,
+                ratio: float = 0.125) -> torch.Tensor:
     n, _, h, w = x.shape
+    rows = rows or Rows(n)
     sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    ty = torch.randint(-sy, sy + 1, (n, 1), device=x.device, generator=generator)
-    tx = torch.randint(-sx, sx + 1, (n, 1), device=x.device, generator=generator)
+    ty = rows.randint(-sy, sy + 1, 1, device=x.device, generator=generator)
+    tx = rows.randint(-sx, sx + 1, 1, device=x.device, generator=generator)
     padded = F.pad(x, [sx, sx, sy, sy], mode="reflect")
     rows = torch.arange(h, device=x.device).unsqueeze(0) + sy - ty  # N x H: source row of each output row
     cols = torch.arange(w, device=x.device).unsqueeze(0) + sx - tx  # N x W
@@ -59,12 +63,14 @@ def translation(x: torch.Tensor, generator: torch.Generator | None = None, ratio
     return padded[batch, :, rows.unsqueeze(2), cols.unsqueeze(1)].permute(0, 3, 1, 2)
 
 
-def cutout(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = 0.5) -> torch.Tensor:
+def cutout(x: torch.Tensor, generator: torch.Generator | None = None, rows: Rows | None = None,
+           ratio: float = 0.5) -> torch.Tensor:
     n, _, h, w = x.shape
+    rows = rows or Rows(n)
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     # the square's centre is anywhere in the image, so near the edges part of it falls outside
-    top = torch.randint(0, h, (n, 1, 1), device=x.device, generator=generator) - ch // 2
-    left = torch.randint(0, w, (n, 1, 1), device=x.device, generator=generator) - cw // 2
+    top = rows.randint(0, h, 1, 1, device=x.device, generator=generator) - ch // 2
+    left = rows.randint(0, w, 1, 1, device=x.device, generator=generator) - cw // 2
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     inside = (ys >= top) & (ys < top + ch) & (xs >= left) & (xs < left + cw)
@@ -74,7 +80,9 @@ def cutout(x: torch.Tensor, generator: torch.Generator | None = None, ratio: flo
 FUNCTIONS = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diff_augment(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+def diff_augment(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator | None = None,
+                 rows: Rows | None = None) -> torch.Tensor:
+    """The policy's augmentations in order; rows: x is these rows of a larger batch (several processes)."""
     for name in policy:
-        x = FUNCTIONS[name](x, generator)
+        x = FUNCTIONS[name](x, generator, rows)
     return x

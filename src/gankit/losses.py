@@ -20,6 +20,8 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .distributed import Rows
+
 
 def bce_d_loss(real: torch.Tensor, fake: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     # D maximizes log D(x) + log(1 - D(G(z))); one-sided smoothing lowers only the real target.
@@ -84,12 +86,14 @@ def _input_gradient(d_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, rows: Rows | None = None) -> torch.Tensor:
     """E[(||grad D(x_hat)||_2 - 1)^2] at x_hat uniformly between paired real and fake images (unweighted).
 
-    Differentiable with respect to the critic's weights (double backward), not the generator's.
+    Differentiable with respect to the critic's weights (double backward), not the generator's. rows: the
+    batch is these rows of a larger one (several processes): the mixing weights are drawn for all of them.
     """
-    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, generator=generator)
+    rows = rows or Rows(real.shape[0])
+    eps = rows.rand(*([1] * (real.dim() - 1)), device=real.device, generator=generator)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     grad = _input_gradient(critic(x_hat), x_hat)
     return (grad.norm(2, dim=1) - 1).pow(2).mean()

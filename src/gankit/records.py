@@ -117,20 +117,11 @@ def _step_of(record: dict[str, Any]) -> float:
     return step if isinstance(step, (int, float)) else 0
 
 
-class TrainingLog:
-    """Per-step scalars to TensorBoard and metrics.jsonl, synced from the device every `every` steps; epoch,
-    evaluation and health records; sample grids to TensorBoard. It only logs: the caller checks the values."""
+class QuietLog:
+    """The per-step scalars, synced from the device every `every` steps and returned as rows, written nowhere:
+    what a rank other than 0 keeps, so that every rank checks the same rows at the same steps."""
 
-    def __init__(self, run_dir: Path, every: int, metrics: str, tensorboard: str, resume_step: int | None = None):
-        """resume_step: a resumed run's checkpoint step (0 without one): what was logged after it is dropped."""
-        from torch.utils.tensorboard import SummaryWriter  # heavy: imported when a run starts
-
-        self.metrics = MetricsFile(run_dir / metrics)
-        if resume_step is not None:
-            self.metrics.purge_after(resume_step)
-        self.file = self.metrics.open()
-        self.writer = SummaryWriter(str(run_dir / tensorboard),
-                                    purge_step=None if resume_step is None else resume_step + 1)
+    def __init__(self, every: int):
         self.every, self.pending, self.last = every, [], {}
 
     def step(self, epoch: int, step: int, values: torch.Tensor) -> list[tuple[int, int, dict[str, float]]]:
@@ -145,14 +136,46 @@ class TrainingLog:
         numbers = torch.stack([v for _, _, v in self.pending]).tolist()
         rows = [(epoch, step, dict(zip(SCALARS, row))) for (epoch, step, _), row in zip(self.pending, numbers)]
         self.pending.clear()
+        self._write(rows)
+        self.last = rows[-1][2]
+        return rows
+
+    def _write(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
+        pass
+
+    def record(self, entry: dict[str, Any]) -> None:
+        pass
+
+    def postfix(self, **extra: str) -> dict[str, str]:
+        return {**{k: f"{v:.3f}" for k, v in self.last.items()}, **extra}
+
+    def close(self) -> None:
+        self.flush()
+
+
+class TrainingLog(QuietLog):
+    """Per-step scalars to TensorBoard and metrics.jsonl, synced from the device every `every` steps; epoch,
+    evaluation and health records; sample grids to TensorBoard. It only logs: the caller checks the values."""
+
+    def __init__(self, run_dir: Path, every: int, metrics: str, tensorboard: str, resume_step: int | None = None):
+        """resume_step: a resumed run's checkpoint step (0 without one): what was logged after it is dropped."""
+        from torch.utils.tensorboard import SummaryWriter  # heavy: imported when a run starts
+
+        super().__init__(every)
+        self.metrics = MetricsFile(run_dir / metrics)
+        if resume_step is not None:
+            self.metrics.purge_after(resume_step)
+        self.file = self.metrics.open()
+        self.writer = SummaryWriter(str(run_dir / tensorboard),
+                                    purge_step=None if resume_step is None else resume_step + 1)
+
+    def _write(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
         for epoch, step, values in rows:
             for tag, value in values.items():
                 self.writer.add_scalar(tag, value, step)
             self.file.write(json.dumps({"kind": "train", "epoch": epoch, "step": step,
                                         **{k: round(v, 6) for k, v in values.items()}}) + "\n")
         self.file.flush()
-        self.last = rows[-1][2]
-        return rows
 
     def record(self, entry: dict[str, Any]) -> None:
         self.file.write(json.dumps(entry) + "\n")
@@ -179,9 +202,6 @@ class TrainingLog:
         self.writer.add_text("health", line, finding.step)
         self.record({"kind": "health", "issue": finding.kind, "epoch": finding.epoch, "step": finding.step,
                      "message": finding.message, "remedy": remedy})
-
-    def postfix(self, **extra: str) -> dict[str, str]:
-        return {**{k: f"{v:.3f}" for k, v in self.last.items()}, **extra}
 
     def close(self) -> None:
         self.flush()

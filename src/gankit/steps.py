@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from .distributed import Rows
 from .losses import Loss, gradient_penalty, r1_penalty
 from .models import run
 
@@ -37,15 +38,19 @@ class AutogradStep:
 
     G, D: the networks (penalties take their double backward through D itself); g_run, d_run: what the
     forward passes call (the compiled networks under torch.compile, else G and D). augment: DiffAugment, the
-    same kind of draw for real and fake (identity when off).
+    same kind of draw for real and fake (identity when off). d_for_g: what the G step runs D through
+    (d_run, unless there are several processes: then D itself, since DDP's wrapper expects D's gradients).
     """
 
     def __init__(self, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                  loss: Loss, augment: Callable[[torch.Tensor], torch.Tensor], rng: torch.Generator, *,
                  label_smoothing: float = 0.0, gp_lambda: float = 0.0, r1_weight: float = 0.0,
-                 autocast: bool = False, g_run: nn.Module | None = None, d_run: nn.Module | None = None):
+                 autocast: bool = False, g_run: nn.Module | None = None, d_run: nn.Module | None = None,
+                 d_for_g: nn.Module | None = None, rows: Rows | None = None):
         self.G, self.D, self.opt_g, self.opt_d, self.loss = G, D, opt_g, opt_d, loss
         self.g_run, self.d_run = g_run or G, d_run or D
+        self.d_for_g = d_for_g or self.d_run  # D in the G step (not DDP's wrapper: D's gradients are not wanted)
+        self.rows = rows  # this rank's rows of the global batch (several processes), for the penalty's draws
         self.augment, self.rng = augment, rng
         self.smoothing, self.gp_lambda, self.r1_weight = label_smoothing, gp_lambda, r1_weight
         self.autocast = autocast
@@ -76,7 +81,7 @@ class AutogradStep:
         # penalties: in fp32 (outside autocast) and through the uncompiled D (they need a double backward)
         if loss.gradient_penalty:  # + lambda * E[(||grad D(x_hat)||_2 - 1)^2], x_hat between real and fake
             loss_d = loss_d + self.gp_lambda * gradient_penalty(lambda x: run(D, x, y), real_in.float(),
-                                                                fake_in.float(), self.rng)
+                                                                fake_in.float(), self.rng, self.rows)
         if r1:  # + gamma/2 * E||grad_x D(x)||^2 on the reals (lazy: scaled by its interval)
             loss_d = loss_d + self.r1_weight * r1_penalty(lambda x: run(D, x, y), real_in.float())
         self.opt_d.zero_grad(set_to_none=True)
@@ -88,7 +93,7 @@ class AutogradStep:
             # D's weights need no gradient
             D.requires_grad_(False)
             with self._autocast():
-                loss_g = loss.g(run(self.d_run, self.augment(fake), y))
+                loss_g = loss.g(run(self.d_for_g, self.augment(fake), y))
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.opt_g.step()

@@ -1,0 +1,211 @@
+"""Several processes with torch.distributed, launched by torchrun; nothing changes without it.
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE (and the rendezvous). gankit starts the process group itself
+(nccl on CUDA, gloo on the CPU), puts rank r on cuda:LOCAL_RANK, and tears the group down on every exit.
+
+The rules the trainer follows (see gankit.train):
+- every rank computes the same training: it draws the global batch's permutation, noise and augmentation
+  from the shared seeded stream and takes its own rows (`Rows`), so N processes train what one process
+  with the same global batch would, up to the order of floating-point sums;
+- rank 0 alone writes the run directory; every other rank waits at a barrier where rank 0 writes what
+  they depend on (the checkpoint);
+- a decision that ends training (early stop, time limit, an error before training) is made once, on
+  rank 0, and shared (`shared`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from .errors import GankitError
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when there is one, else cpu; a CUDA device asked for where there is none is one line."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GankitError(f"device '{name}' requested but CUDA is not available here: use --device cpu or auto")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """The process that writes the run directory, prints progress and evaluates."""
+        return self.rank == 0
+
+    @property
+    def several(self) -> bool:
+        return self.size > 1
+
+
+def from_env() -> World:
+    """The world torchrun describes in the environment, or a world of one."""
+    try:
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise GankitError("RANK, LOCAL_RANK and WORLD_SIZE must be whole numbers (as torchrun sets them)") from None
+    if size < 1 or not 0 <= rank < size or local < 0:
+        raise GankitError(f"RANK {rank} and WORLD_SIZE {size} do not describe a process of a group")
+    return World(rank, local, size)
+
+
+def start(world: World, device: torch.device) -> torch.device:
+    """Join the process group (once) and return this rank's device: cuda:LOCAL_RANK on CUDA."""
+    if device.type == "cuda" and world.several:
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    if world.several and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def stop() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(world: World, device: torch.device, *modules: torch.nn.Module) -> list[torch.nn.Module]:
+    """Each module in DistributedDataParallel (separately: one wrapper around G and D together breaks) when
+    there are several processes, else the module itself. BatchNorm buffers are not re-broadcast every
+    forward: synchronized BatchNorm keeps them equal."""
+    if not world.several:
+        return list(modules)
+    ids = [device.index] if device.type == "cuda" else None
+    quiet = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+             else {"broadcast_buffers": False})  # the newer name (torch >= 2.12), the older one
+    return [DDP(m, device_ids=ids, **quiet) for m in modules]
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch, over all processes, on any device.
+
+    torch's SyncBatchNorm runs on CUDA only; this one all-reduces each channel's sum and count, then its
+    sum of squared deviations (differentiable all_reduces, so gradients flow through the global statistics
+    as they would in one process), and works with gloo on the CPU. Same parameters, buffers and state_dict keys as BatchNorm.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        dims, channels = [0, *range(2, x.dim())], x.shape[1]
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
+        sums = dist_nn.all_reduce(torch.cat([x.sum(dims), count]))  # two passes, as BatchNorm's own precision
+        n = sums[-1]
+        mean = sums[:channels] / n
+        centered = x - mean.view(shape)
+        var = dist_nn.all_reduce(centered.pow(2).sum(dims)) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), momentum)  # unbiased, as BatchNorm
+        y = centered * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
+
+
+def synchronize_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm in module made global-batch: torch's SyncBatchNorm on CUDA, GlobalBatchNorm elsewhere.
+    The parameters and buffers are the same tensors, so optimizers and the EMA keep pointing at them."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            norm = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                   child.track_running_stats)
+            norm.weight, norm.bias = child.weight, child.bias
+            for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+                setattr(norm, buffer, getattr(child, buffer))
+            norm.train(child.training)
+            setattr(module, name, norm)
+        else:
+            synchronize_batchnorm(child, device)
+    return module
+
+
+def barrier(world: World) -> None:
+    if world.several:
+        dist.barrier()
+
+
+def shared(world: World, decide: Callable[[], Any]) -> Any:
+    """Run `decide` on rank 0 and give every rank its result; a GankitError there is raised on every rank
+    (so all ranks stop with the same line instead of waiting for each other)."""
+    if not world.several:
+        return decide()
+    box: list[Any] = [None]
+    if world.main:
+        try:
+            box[0] = ("ok", decide())
+        except GankitError as exc:
+            box[0] = ("error", str(exc))
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise GankitError(value)
+    return value
+
+
+def mean(world: World, values: torch.Tensor) -> torch.Tensor:
+    """The mean of a tensor over the ranks (every rank gets it)."""
+    if not world.several:
+        return values
+    out = values.clone()
+    dist.all_reduce(out)  # SUM: gloo has no AVG
+    return out.div_(world.size)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """This rank's rows of a global batch of `total` rows: a random draw is made for all of them (the same on
+    every rank, from the shared generator) and sliced, so N ranks together see what one process would."""
+
+    total: int
+    start: int = 0
+    stop: int | None = None
+
+    @classmethod
+    def of(cls, world: World, total: int) -> "Rows":
+        per = total // world.size
+        return cls(total, world.rank * per, (world.rank + 1) * per)
+
+    @property
+    def count(self) -> int:
+        return (self.total if self.stop is None else self.stop) - self.start
+
+    def take(self, full: torch.Tensor) -> torch.Tensor:
+        return full[self.start:self.stop]
+
+    def rand(self, *shape: int, generator=None, device=None, dtype=None) -> torch.Tensor:
+        return self.take(torch.rand(self.total, *shape, generator=generator, device=device, dtype=dtype))
+
+    def randn(self, *shape: int, generator=None, device=None) -> torch.Tensor:
+        return self.take(torch.randn(self.total, *shape, generator=generator, device=device))
+
+    def randint(self, low: int, high: int, *shape: int, generator=None, device=None) -> torch.Tensor:
+        return self.take(torch.randint(low, high, (self.total, *shape), generator=generator, device=device))

@@ -1,0 +1,130 @@
+"""Several processes (torchrun, gloo, 1 thread each) train what one process trains with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit import checkpoint as ckpt
+from gankit.distributed import Rows, World
+from gankit.records import MetricsFile
+
+TINY = ["--set", "subset=256", "--set", "batch_size=32", "--set", "eval_every=0", "--set", "sample_count=8",
+        "--no-progress", "--device", "cpu"]
+
+
+def _env(tmp_path: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GANKIT_CACHE_DIR": str(tmp_path / "cache")}
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return env
+
+
+def gankit(tmp_path: Path, *argv: str, procs: int = 1) -> subprocess.CompletedProcess:
+    """`gankit ARGV` in one process, or under torchrun in `procs` processes."""
+    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
+              if procs > 1 else [sys.executable])
+    return subprocess.run([*launch, "-m", "gankit", *map(str, argv)], capture_output=True, text=True,
+                          env=_env(tmp_path), timeout=300)
+
+
+def _rows(run: Path) -> list[dict]:
+    return MetricsFile(run / "metrics.jsonl").read("train")
+
+
+def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float) -> float:
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= tol, f"weights differ by {worst}"
+    return worst
+
+
+def _initial(run: Path) -> dict:
+    from gankit.trainer import Trainer
+
+    return Trainer(ckpt.load_run_config(run), run, progress=False).state_dict()  # built from the seed only
+
+
+def test_two_processes_train_the_mlp_pair_as_one_process_does(tmp_path):
+    # no BatchNorm: only the order of the gradient sums differs
+    runs = {procs: tmp_path / f"p{procs}" for procs in (1, 2)}
+    for procs, run in runs.items():
+        done = gankit(tmp_path, "train", "--preset", "simple-gan", "--epochs", "1", "--out", run, *TINY,
+                      "--set", "fused=false", procs=procs)
+        assert done.returncode == 0, done.stderr[-2000:]
+    one, two = _rows(runs[1]), _rows(runs[2])
+    assert [r["step"] for r in two] == list(range(1, 9))  # every step logged once: rank 1 writes nothing
+    for a, b in zip(one, two):
+        assert all(a[k] == pytest.approx(b[k], abs=1e-5) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
+    s1, s2 = ckpt.load_checkpoint(runs[1]), ckpt.load_checkpoint(runs[2])
+    assert set(s1["generator"]) == set(s2["generator"])  # no "module." prefixes
+    _close(s1["generator"], s2["generator"], 1e-5)
+    _close(s1["discriminator"], s2["discriminator"], 1e-5)
+    assert torch.equal(s1["rng"], s2["rng"]) and s2["step"] == 8
+
+
+def test_two_processes_train_the_conditional_dcgan_as_one_process_does(tmp_path):
+    # BatchNorm statistics over both processes, per-sample rotation, DiffAugment and noise drawn for the
+    # global batch. Adam moves a weight by about +-lr whatever its gradient's size, so the last bits of a
+    # near-zero gradient (summed in another order) flip a few weights' steps: after one step 5 of 170,496
+    # of G's first layer differ; the runs then drift apart in proportion to lr (at lr 1e-4, 1.7e-4 in loss
+    # by step 5). So: lr 2e-5, losses of the first 5 steps to 1e-4, and each tensor's update within 10% of
+    # the one-process update (a missing gradient average, a per-process BatchNorm statistic or a rank
+    # drawing another batch's noise or augmentation differ by 30% to 100% and more).
+    sets = ["--set", "subset=160", "--set", "lr=2e-5", "--set", "rotation=10", "--set", "diffaug=translation,cutout"]
+    runs = {procs: tmp_path / f"p{procs}" for procs in (1, 2)}
+    for procs, run in runs.items():
+        done = gankit(tmp_path, "train", "--preset", "dcgan", "--epochs", "1", "--out", run, *TINY, *sets,
+                      procs=procs)
+        assert done.returncode == 0, done.stderr[-2000:]
+    one, two = _rows(runs[1]), _rows(runs[2])
+    assert len(one) == len(two) == 5
+    for a, b in zip(one, two):
+        assert all(a[k] == pytest.approx(b[k], abs=1e-4) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
+    start, s1, s2 = _initial(runs[1]), ckpt.load_checkpoint(runs[1]), ckpt.load_checkpoint(runs[2])
+    for part in ("generator", "discriminator"):
+        for key, value in s1[part].items():
+            if value.is_floating_point() and "running" not in key:
+                moved, other = value - start[part][key], s2[part][key] - start[part][key]
+                assert (moved - other).norm() <= 0.1 * moved.norm(), (part, key)
+                assert moved.abs().max() > 1e-5  # and they did move (5 Adam steps of at most about 2e-5)
+
+
+def test_a_run_resumes_on_another_number_of_processes(tmp_path):
+    run = tmp_path / "run"
+    done = gankit(tmp_path, "train", "--preset", "dcgan", "--epochs", "1", "--out", run, *TINY, procs=2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert gankit(tmp_path, "train", "--resume", run, "--epochs", "2", "--no-progress").returncode == 0
+    done = gankit(tmp_path, "train", "--resume", run, "--epochs", "3", "--no-progress", procs=2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == list(range(1, 25)) and ckpt.load_checkpoint(run)["epoch"] == 3
+    assert all(abs(r[k]) < 1e3 for r in rows for k in ("loss_D", "loss_G"))
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [f"epoch_00{i}.png" for i in (1, 2, 3)]
+    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 3  # one writer per launch, rank 0's
+    assert gankit(tmp_path, "generate", run, "-n", "4", "-o", tmp_path / "g.png").returncode == 0
+
+
+def test_a_batch_that_does_not_split_fails_every_rank_with_one_line(tmp_path):
+    done = gankit(tmp_path, "train", "--preset", "simple-gan", "--epochs", "1", "--out", tmp_path / "run",
+                  *TINY, "--set", "batch_size=33", procs=2)
+    assert done.returncode != 0
+    line = "gankit: error: batch_size 33 (the global batch) does not split evenly over 2 processes"
+    assert done.stderr.count(line) == 2  # each rank's own line (the two may interleave on one pipe)
+    assert "[rank0]: Traceback" not in done.stderr and "[rank1]: Traceback" not in done.stderr  # (torchrun's own
+    # report of a failed child is its traceback, not gankit's)
+    assert not (tmp_path / "run").exists()
+
+
+def test_rows_split_a_global_draw():
+    world = [World(rank, rank, 4) for rank in range(4)]
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    whole = torch.rand(8, 2, generator=g())
+    parts = [Rows.of(w, 8).rand(2, generator=g()) for w in world]
+    assert torch.equal(torch.cat(parts), whole) and Rows.of(world[1], 8).count == 2
+    assert torch.equal(Rows(8).randn(3, generator=g()), torch.randn(8, 3, generator=g()))
