@@ -67,6 +67,18 @@ def test_generate_needs_only_the_export_and_config(capsys, mlp_run, tmp_path):
     for name in ("config.toml", "generator.safetensors"):
         shutil.copy(mlp_run / name, slim / name)
     assert run_cli(capsys, "generate", str(slim), "-n", "4", "-o", str(tmp_path / "x.png"))[0] == 0
+    grid = read_png(tmp_path / "x.png")
+    assert grid.shape == (1, 2 * 30 + 2, 2 * 30 + 2)  # 4 images of 28x28 with 2 px padding
+    # the same images as from the whole run (same seed): the export alone is the generator
+    assert run_cli(capsys, "generate", str(mlp_run), "-n", "4", "-o", str(tmp_path / "full.png"))[0] == 0
+    assert torch.equal(grid, read_png(tmp_path / "full.png"))
+    assert run_cli(capsys, "generate", str(slim), "-n", "4", "-o", str(tmp_path / "x.npy"))[0] == 0
+    images = torch.from_numpy(np.load(tmp_path / "x.npy"))
+    assert images.shape == (4, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+    assert images.std() > 0.05 and (images[0] - images[1]).abs().max() > 0.01  # pictures, and not one picture
+    tiles = [grid[:, 2 + 30 * r:30 * r + 30, 2 + 30 * c:30 * c + 30] for r in range(2) for c in range(2)]
+    expected = images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+    assert all((tile.int() - img.int()).abs().max() <= 1 for tile, img in zip(tiles, expected))
 
 
 def test_data_command_describes_and_saves_grid(capsys, tmp_path):
@@ -164,6 +176,32 @@ def test_report_command_writes_html(capsys, mlp_run, tmp_path):
     shutil.copytree(mlp_run, run)
     code, out, _ = run_cli(capsys, "report", str(run))
     assert code == 0 and (run / "report.html").is_file() and "report.html" in out
+    import base64
+    import html
+    import io
+    import re
+
+    from PIL import Image
+
+    page = (run / "report.html").read_text(encoding="utf-8")
+    text = html.unescape(page)
+    for section in ("Losses", "Quality during training", "Samples", "Health", "Config"):
+        assert section in text, section
+    # embedded images, each a PNG: the loss curves, the metric curves and the sample grids
+    embedded = [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+    assert len(embedded) >= 3 and all(png.startswith(b"\x89PNG") for png in embedded)
+    pictures = [np.asarray(Image.open(io.BytesIO(png))) for png in embedded]
+    grid = read_png(run / "samples" / "epoch_001.png")[0].numpy()
+    assert any(p.shape == grid.shape and np.array_equal(p, grid) for p in pictures)  # the last epoch's grid
+    # the config, every line of it
+    for line in (run / "config.toml").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert line in text, line
+    # the latest evaluation: the run's numbers and the real-vs-real floor
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    last = [r for r in rows if r["kind"] == "eval"][-1]
+    for value in (last["fd"], last["floor"]["fd"], last["kid"], last["spread"]):
+        assert f"{value:.4g}" in text, value
 
 
 def test_classifier_train_and_predict(capsys, tmp_path, monkeypatch):
@@ -190,3 +228,30 @@ def test_classifier_train_and_predict(capsys, tmp_path, monkeypatch):
     lines = [line.split("\t") for line in text.strip().splitlines()]
     assert [line[0] for line in lines] == paths
     assert [line[1] for line in lines] == ["0", "7"] and all(0 < float(line[2]) <= 1 for line in lines)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "loss=wgan"], "unknown loss 'wgan'"),
+    (["--set", "n_critic=-1"], "n_critic must be >= 0"),
+    (["--set", "loss=lsgan", "--set", "r1_gamma=1"], "r1_gamma works with loss bce or hinge"),
+    (["--set", "loss=hinge", "--set", "label_smoothing=0.1"], "label_smoothing works with loss bce only"),
+    (["--set", "loss=wgan-gp", "--set", "d_norm=batch"], "use d_norm=layer or none"),
+    (["--set", "d_norm=instance"], "d_norm must be one of"),
+    (["--set", "ema=1.5"], "ema must be 0 (off) or a decay in [0.5, 1)"),
+    (["--set", "diffaug=zoom"], "unknown diffaug policy 'zoom'"),
+    (["--set", "spectral_norm=maybe"], "expects bool"),
+    (["--set", "conditional=2"], "config key 'conditional' expects true, false or auto, got '2'"),
+    (["--set", "lr_d=-1"], "lr_d must be >= 0"),
+    (["--set", "gp_lambda=-1"], "gp_lambda must be >= 0"),
+    (["--set", "time_limit=-5"], "time_limit must be >= 0"),
+    (["--set", "d_width=0"], "g_width and d_width must be in (0, 16]"),
+    (["--set", "d_channels=16,32"], "d_channels for the dcgan discriminator at 28x28 takes 3 positive whole numbers"),
+    (["--set", "d_channels=16,x,64"], "takes 3 positive whole numbers separated by commas (its own: 16,64,256)"),
+    (["--set", "d_channels=16,0,64"], "takes 3 positive whole numbers"),
+    (["--preset", "simple-gan", "--set", "d_channels=64,64"], "mlp discriminator at 28x28 takes 1 positive"),
+])
+def test_bad_option_values_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

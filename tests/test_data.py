@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -25,6 +26,24 @@ def test_subset_is_spread_over_classes():
     ds = load("mnist5k", subset=200)
     assert len(ds) == 200
     assert (torch.bincount(ds.labels, minlength=10) > 5).all()  # the CSV is sorted by class
+
+
+def _label_from_pixels(image: torch.Tensor) -> int:
+    """digit_like's label, read back from where its bright square is (rows 2 + 8 * (y // 5), cols 2 + 5 * (y % 5))."""
+    rows, cols = torch.nonzero(image.squeeze(0) > 100, as_tuple=True)
+    return 5 * ((int(rows.min()) - 2) // 8) + (int(cols.min()) - 2) // 5
+
+
+def test_subset_keeps_each_image_with_its_label(tmp_path):
+    images, labels = digit_like(300)
+    order = np.random.default_rng(1).permutation(300)  # labels in no pattern: a misaligned subset shows
+    images, labels = images[order], labels[order]
+    assert [_label_from_pixels(torch.from_numpy(img)) for img in images] == labels.tolist()
+    write_idx(tmp_path / "MNIST" / "raw", images, labels)
+    ds = load("mnist", tmp_path, subset=120)
+    assert len(ds) == 120 and ds.labels.shape == (120,)
+    assert [_label_from_pixels(img) for img in ds.images] == ds.labels.tolist()
+    assert len(set(ds.labels.tolist())) == 10
 
 
 @pytest.mark.parametrize("source,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])

@@ -147,7 +147,12 @@ def test_too_few_images_to_measure_is_one_clear_error(tmp_path, monkeypatch, tra
     with pytest.raises(GankitError, match="holds 7 images: too few to measure against"):
         ev.reference_for(load("mnist5k", subset=7), model)
     ref = ev.reference_for(load("mnist5k", subset=8), model)  # 4 per half: each has a 3rd neighbour
-    assert len(ref.features_a) == 4 and 0 <= metrics.floor(ref, 4)["precision"] <= 1
+    assert len(ref.features_a) == len(ref.features_b) == 4
+    floor = metrics.floor(ref, 4)
+    precision, recall = metrics.precision_recall(ref.features_a, ref.features_b)
+    assert (floor["precision"], floor["recall"]) == (round(precision, 5), round(recall, 5))
+    assert {floor["precision"] * 4, floor["recall"] * 4} <= {0.0, 1.0, 2.0, 3.0, 4.0}  # counts of 4 images
+    assert floor["precision"] >= 0.5  # half B's digits fall in the real manifold of half A's
 
 
 def test_damaged_cached_evaluator_is_retrained(tmp_path, monkeypatch):
@@ -175,3 +180,39 @@ def test_explicit_evaluator_must_match_the_data(tmp_path, trained):
         ev.evaluator_for(rgb, path)
     with pytest.raises(GankitError, match="evaluator not found"):
         ev.evaluator_for(rgb, tmp_path / "nope.safetensors")
+
+
+def test_frechet_distance_sees_covariances():
+    # equal means, covariances I and diag(4, 1, 1/4): FD = tr(S1 + S2 - 2 (S1 S2)^1/2) = sum (1 - s_i)^2
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(20000, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(20000, 3, generator=g, dtype=torch.float64) * torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
+    assert metrics.frechet_distance(a, b) == pytest.approx(1.0 + 0.0 + 0.25, rel=0.05)
+    assert metrics.frechet_distance(a, a * 3) == pytest.approx(3 * (3 - 1) ** 2, rel=0.05)
+
+
+def test_floor_is_half_b_against_half_a():
+    # half B is drawn apart from half A, so a floor of A against itself (FD 0, precision 1) cannot pass
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 4, generator=g)
+    b = torch.randn(200, 4, generator=g) * 1.2 + 0.4
+    preds_b = torch.randint(0, 3, (200,), generator=g)
+    ref = metrics.Reference(a, b, preds_b, torch.tensor([0.5, 0.3, 0.2]))
+    floor = metrics.floor(ref, 150, kid_subsets=5)
+    assert floor == metrics.compare(ref, b[:150], preds_b[:150], kid_subsets=5)
+    assert floor["fd"] == pytest.approx(metrics.frechet_distance(a, b[:150]), rel=1e-4)
+    assert floor["fd"] > 0.5 and floor["precision"] < 1.0
+    assert floor["class_histogram"] == [round(v, 4) for v in
+                                        (torch.bincount(preds_b[:150], minlength=3).double() / 150).tolist()]
+
+
+def test_precision_recall_of_a_hand_made_point_set():
+    # reals 0..9 on a line: the 3rd-neighbour radius is 3 at the ends and 2 inside
+    real = torch.arange(10, dtype=torch.float64).view(-1, 1)
+    assert metrics.kth_radius(real, 3).tolist() == [3.0] + [2.0] * 8 + [3.0]
+    # fakes -3.5 (3.5 from 0: outside), 0.5 (inside), 10.5 (1.5 from 9, inside its radius 3), 20 (outside);
+    # their own radii (3rd neighbour among the 4) are 23.5, 19.5, 14 and 23.5: every real is inside
+    fake = torch.tensor([[-3.5], [0.5], [10.5], [20.0]], dtype=torch.float64)
+    assert metrics.precision_recall(real, fake) == (0.5, 1.0)
+    # fakes 0..3: all on real points; their radii 3, 2, 2, 3 cover [-3, 6]: the reals 0..6 of 10
+    assert metrics.precision_recall(real, real[:4].clone()) == (1.0, 0.7)

@@ -3,7 +3,12 @@ import torch
 from torch import nn
 
 from gankit import GankitError
+from gankit import config as config_mod
+from gankit.checkpoint import export_info, load_checkpoint, load_generator, load_run_config
 from gankit.models import MODELS, build
+from gankit.train import train
+
+from .conftest import tiny_config
 
 
 @pytest.mark.parametrize("name,size", [("mlp", 28), ("mlp", 32), ("mlp", 64),
@@ -142,3 +147,38 @@ def test_class_labels_take_turns_and_follow_a_prior():
     assert class_labels(4, 2, prior=torch.zeros(2)).tolist() == [0, 1, 0, 1]  # no counts at all: turns
     assert class_labels(3, 5, prior=torch.ones(5)).tolist() == [0, 1, 2]  # ties go to the first classes
     assert class_labels(4, 3, prior=torch.tensor([0, 5, 5])).tolist() == [1, 2, 1, 2]  # an empty class: never
+
+
+def test_conditional_and_spectral_norm_models():
+    G, D = build("dcgan", 64, 1, 28, num_classes=10, spectral_norm=True)
+    z, y = torch.randn(4, 64), torch.tensor([0, 3, 7, 9])
+    images = G(z, y)
+    assert images.shape == (4, 1, 28, 28)
+    assert G.base.net[0].in_channels == 64 + 10  # noise and a one-hot label
+    assert G(z[:1], y[:1]).sub(G(z[:1], y[1:2])).abs().sum() > 0  # the label changes the image
+    assert D(images, y).shape == (4,)
+    assert D(images, y).sub(D(images, (y + 1) % 10)).abs().sum() > 0  # the projection sees the label
+    assert any("parametrizations" in k for k in D.state_dict())
+    _, critic = build("dcgan", 64, 3, 32, d_norm="layer")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in critic.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in critic.modules())
+
+
+def test_width_multipliers_train_and_rebuild_from_the_run(tmp_path):
+    # a wider D and a narrower G: trained, recorded in config.toml, and rebuilt by generate/evaluate
+    run = tmp_path / "wide"
+    train(tiny_config(preset="dcgan", subset=64, eval_every=0, g_width=0.5, d_width=2.0, d_channels="8,16,32",
+                      conditional=False), run,
+          progress=False)
+    cfg = load_run_config(run)
+    assert (cfg.g_width, cfg.d_width, cfg.d_channels) == (0.5, 2.0, "8,16,32")
+    # the resumed run rebuilds the same D (16-32-64 channels) from config.toml and loads its weights into it
+    result = train(config_mod.override(cfg, {"epochs": 2}), run, resume=True, progress=False)
+    assert result.epochs == 2
+    d = load_checkpoint(run)["discriminator"]
+    assert [v.shape[0] for k, v in d.items() if k.endswith("weight") and v.dim() == 4] == [16, 32, 64]
+    generator, _ = load_generator(run)
+    first = next(m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+    assert first.out_channels == 128  # 256 * 0.5
+    assert generator(torch.randn(3, 64)).shape == (3, 1, 28, 28)
+    assert export_info(run, "generator.safetensors")["g_width"] == 0.5  # the export describes itself

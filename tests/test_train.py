@@ -3,11 +3,14 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from gankit.images import read_png
 
 from gankit import GankitError
 from gankit import checkpoint as ckpt
+from gankit import config as config_mod
+from gankit.checkpoint import load_checkpoint
 from gankit.train import resume, train
 
 from .conftest import snapshot, tiny_config
@@ -172,12 +175,99 @@ def test_cuda_requested_without_cuda(tmp_path, monkeypatch):
 def test_label_smoothing_and_folder_rgb_training(tmp_path):
     from PIL import Image
 
+    faces = tmp_path / "faces"  # apart from the run directories: a folder source reads every image below it
+    faces.mkdir()
     for i in range(40):
-        Image.new("RGB", (36, 36), (6 * i, 100, 200 - 4 * i)).save(tmp_path / f"{i}.png")
-    cfg = tiny_config(preset="dcgan", data=f"folder:{tmp_path}", image_size=32, subset=0, batch_size=8,
+        Image.new("RGB", (36, 36), (6 * i, 100, 200 - 4 * i)).save(faces / f"{i}.png")
+    cfg = tiny_config(preset="dcgan", data=f"folder:{faces}", image_size=32, subset=0, batch_size=8,
                       hflip=True, label_smoothing=0.1)
     result = train(cfg, tmp_path / "run", progress=False)
     assert result.steps == 5
     assert ckpt.load_run_config(tmp_path / "run").channels == 3
     grid = read_png(tmp_path / "run" / "samples" / "epoch_001.png")
     assert grid.shape[0] == 3
+    # the same first step without smoothing (stopped after it; the EMA plays no part in step 1)
+    plain = config_mod.override(cfg, {"label_smoothing": 0.0, "ema": 0.0, "time_limit": 1e-9, "log_every": 1})
+    assert train(plain, tmp_path / "plain", progress=False).steps == 1
+    smoothed, unsmoothed = _train_rows(tmp_path / "run")[0], _train_rows(tmp_path / "plain")[0]
+    assert (smoothed["D(x)"], smoothed["D(G(z))"]) == (unsmoothed["D(x)"], unsmoothed["D(G(z))"])
+    # the real target 1 -> 1 - s changes BCE(r, target) by s * r for a logit r, so loss_D (the mean of the real
+    # and the fake term) by s / 2 * E r; the first step's logits are small, where E r ~ logit(D(x))
+    d_x = smoothed["D(x)"]
+    assert smoothed["loss_D"] - unsmoothed["loss_D"] == pytest.approx(0.1 / 2 * math.log(d_x / (1 - d_x)), rel=0.1)
+
+
+def test_each_loss_trains_and_resumes_identically(tmp_path):
+    sets = dict(preset="dcgan", loss="wgan-gp", ema=0.99, diffaug="translation,cutout", conditional=True,
+                subset=128, eval_every=0)
+    train(tiny_config(**sets, epochs=2), tmp_path / "straight", progress=False)
+    train(tiny_config(**sets, epochs=1), tmp_path / "resumed", progress=False)
+    from gankit.train import resume
+
+    resume(tmp_path / "resumed", {"epochs": 2}, progress=False)
+    rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in ("straight", "resumed")]
+    train_rows = [[(r["loss_D"], r["loss_G"]) for r in rs if r["kind"] == "train"] for rs in rows]
+    assert train_rows[0] == train_rows[1] and len(train_rows[0]) == 8
+    g_losses = [g for _, g in train_rows[0]]
+    assert g_losses[0] == g_losses[3] == 0.0 and g_losses[4] != 0.0  # first G step after n_critic = 5 D steps
+    # the penalty is in the critic's loss: loss_D = E D(G(z)) - E D(x) + gp_lambda * penalty (D(x) and D(G(z))
+    # are the critic's raw mean scores for wgan-gp), and the penalty of a freshly built critic is not 0
+    penalties = [r["loss_D"] - (r["D(G(z))"] - r["D(x)"]) for r in rows[0] if r["kind"] == "train"]
+    assert len(penalties) == 8 and all(p > 0.05 for p in penalties), penalties
+    cfg = config_mod.load(tmp_path / "straight" / "config.toml")
+    assert (cfg.n_critic, cfg.d_norm, cfg.num_classes) == (5, "layer", 10)  # "auto" written down
+    state = load_checkpoint(tmp_path / "straight")
+    from safetensors.torch import load_file
+
+    exported = load_file(str(tmp_path / "straight" / "generator.safetensors"))
+    ema_weights, live = state["ema"]["model"], state["generator"]
+    key = "base.net.0.weight"
+    assert torch.equal(exported[key], ema_weights[key]) and not torch.equal(exported[key], live[key])
+    assert state["ema"]["updates"] == 1  # 8 steps, G steps at 5 (and 10 would be the next)
+
+
+@pytest.mark.parametrize("sets", [dict(loss="lsgan"), dict(loss="hinge", spectral_norm=True, r1_gamma=1.0, r1_every=2),
+                                  dict(loss="bce", lr_d=1e-4, diffaug="color")])
+def test_options_train_a_dcgan(tmp_path, sets):
+    run = tmp_path / "run"
+    result = train(tiny_config(preset="dcgan", subset=64, eval_every=0, **sets), run, progress=False)
+    assert result.steps == 2 and all(torch.isfinite(torch.tensor(v)) for v in result.last.values())
+    assert (run / "progress.gif").is_file()
+    rows = _train_rows(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r[k]) for r in rows for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert {k: state["config"][k] for k in sets} == sets  # the options are what the run used and recorded
+    assert ckpt.load_run_config(run).to_dict() == state["config"]
+    cfg = state["config"]
+    assert [g["lr"] for g in state["opt_d"]["param_groups"]] == [cfg["lr_d"] or cfg["lr"]]
+    assert [p.name for p in sorted((run / "samples").glob("*.png"))] == ["epoch_001.png"]  # one per epoch
+    # conditional on the labeled digits: sample_count 16 rounds up to 2 rows of 10 classes
+    assert read_png(run / "samples" / "epoch_001.png").shape == (1, 2 * 30 + 2, 10 * 30 + 2)
+    exported = load_file(str(run / "generator.safetensors"))
+    assert exported.keys() == state["ema"]["model"].keys()  # the dcgan preset exports its EMA generator
+    assert all(torch.equal(exported[k], v) for k, v in state["ema"]["model"].items())
+    assert all(torch.isfinite(v).all() for v in exported.values() if v.is_floating_point())
+
+
+def test_time_limit_stops_and_keeps_a_resumable_run(tmp_path):
+    result = train(tiny_config(epochs=50, time_limit=0.001, log_every=2, eval_every=0), tmp_path / "run",
+                   progress=False)
+    assert result.epochs == 1 and result.steps == 2 and "time limit" in result.stopped
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 1
+    with Image.open(tmp_path / "run" / "progress.gif") as gif:
+        assert gif.n_frames == 1 + 4 or gif.n_frames == 1  # identical frames may be merged by Pillow
+
+
+def test_resume_on_another_device_kind_reseeds_with_a_warning(tmp_path, capsys):
+    from gankit.checkpoint import save_checkpoint
+    from gankit.train import resume
+
+    run = tmp_path / "run"
+    train(tiny_config(eval_every=0, subset=64), run, progress=False)
+    state = load_checkpoint(run)
+    state["rng_device"], state["rng"] = "cuda", torch.zeros(16, dtype=torch.uint8)  # as a CUDA run saves it
+    save_checkpoint(state, run)
+    result = resume(run, {"epochs": 2}, progress=True)
+    assert result.epochs == 2 and "losses will not match a straight run" in capsys.readouterr().err
