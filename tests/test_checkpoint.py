@@ -54,7 +54,12 @@ def train_state_of(cfg):
     (lambda s: s.__setitem__("epoch", "1"), "its 'epoch' is a str where a int belongs"),
     (lambda s: s["opt_d"]["param_groups"].append(dict(s["opt_d"]["param_groups"][0])), "its opt_d does not fit"),
     (lambda s: s["opt_g"]["state"][0].__setitem__("exp_avg", torch.zeros(2)),
-     "its opt_g holds 'exp_avg' of shape (2,) for a parameter of shape (256, 64)"),
+     "its opt_g holds 'exp_avg' (Tensor (2,)) for a parameter of shape (256, 64)"),
+    (lambda s: s["opt_g"]["state"][0].__setitem__("step", torch.zeros(3)), "holds 'step' (Tensor (3,))"),
+    (lambda s: s["opt_g"]["state"][0].__setitem__("exp_avg", "x"), "holds 'exp_avg' (str ())"),
+    (lambda s: s["opt_g"].__setitem__("state", None), "its opt_g is not an optimizer's state"),
+    (lambda s: s.__setitem__("step", 2**70), "must be in [0, 10000000] and [0, 2**53]"),
+    (lambda s: s.__setitem__("fixed_noise", torch.zeros(1, 64).expand(10**8, 64)), "shape (100000000, 64)"),
     (lambda s: s.__setitem__("quality", {"best": 1}), "quality record holds keys gankit does not write"),
 ])
 def test_a_checkpoint_that_does_not_fit_is_one_line_and_changes_nothing(ema_run, tmp_path, capsys, change, message):
@@ -79,6 +84,17 @@ def test_state_dict_round_trips_into_a_fresh_trainer(ema_run):
     assert all(torch.equal(again["ema"]["model"][k], v) for k, v in state["ema"]["model"].items())
     assert (again["epoch"], again["step"]) == (1, 2) and torch.equal(again["rng"], state["rng"])
     assert again["opt_d"]["param_groups"][0]["lr"] == cfg.lr
+
+
+def test_crafted_optimizer_settings_are_not_taken(ema_run, tmp_path):
+    # the config decides the hyperparameters; a checkpoint brings only Adam's state
+    def craft(state):
+        state["opt_g"]["param_groups"][0].update(lr="fast", betas=(2.0,), eps=-1)
+    run = _damaged(ema_run, tmp_path, craft)
+    resume(run, {"epochs": 2}, progress=False)
+    group = ckpt.load_checkpoint(run)["opt_g"]["param_groups"][0]
+    cfg = ckpt.load_run_config(run)
+    assert (group["lr"], tuple(group["betas"]), group["eps"]) == (cfg.lr, (cfg.beta1, cfg.beta2), 1e-8)
 
 
 def test_a_checkpoint_from_before_the_optional_keys_still_resumes(ema_run, tmp_path):

@@ -87,8 +87,9 @@ def test_evaluation_draws_labels_in_the_data_class_mix(tmp_path, digit_evaluator
         return real_measure(draw, model, ref, n, kid_subsets=kid_subsets, labels=labels)
 
     monkeypatch.setattr(metrics, "measure", spy)
-    evaluate(run, n=256, progress=False, record=False)
-    assert torch.equal(torch.bincount(seen["labels"], minlength=10), counts)  # 256 labels, the data's counts
+    evaluate(run, n=256, progress=False, record=False)  # capped at the floor's 128 held-out images
+    drawn = torch.bincount(seen["labels"], minlength=10)
+    assert drawn.sum() == 128 and (drawn - counts / 2).abs().max() <= 1  # half of each class's count, rounded
 
 
 def test_conditional_training_grid_has_a_column_per_class(tmp_path):
@@ -120,11 +121,12 @@ def test_resumed_conditional_run_keeps_its_checkpoints_grid(tmp_path):
 
 def test_conditional_auto_follows_the_source(tmp_path):
     assert config_mod.resolve("dcgan").conditional == "auto"
-    assert config_mod.resolve("simple-gan").conditional == "false"  # the tutorial's GAN, exactly
+    assert config_mod.resolve("simple-gan").conditional is False  # the tutorial's GAN, exactly
     # a labeled source: conditional, and config.toml records what auto became
     train(tiny_config(preset="dcgan", epochs=1, eval_every=0, subset=64), tmp_path / "labeled", progress=False)
     cfg = load_run_config(tmp_path / "labeled")
-    assert (cfg.conditional, cfg.num_classes) == ("true", 10)
+    assert (cfg.conditional, cfg.num_classes) == (True, 10)
+    assert "conditional = true\n" in (tmp_path / "labeled" / "config.toml").read_text()  # a TOML bool
     G = load_generator(tmp_path / "labeled")[0]
     assert G.num_classes == 10
     # a flat folder has no labels: unconditional
@@ -135,23 +137,26 @@ def test_conditional_auto_follows_the_source(tmp_path):
     train(tiny_config(preset="dcgan", data=f"folder:{folder}", subset=0, batch_size=4, eval_every=0),
           tmp_path / "flat-run", progress=False)
     cfg = load_run_config(tmp_path / "flat-run")
-    assert (cfg.conditional, cfg.num_classes) == ("false", 0)
+    assert (cfg.conditional, cfg.num_classes) == (False, 0)
 
 
 def test_conditional_values_old_and_new(tmp_path):
-    assert config_mod.resolve("dcgan", sets={"conditional": "yes"}).conditional == "true"
-    assert config_mod.resolve("dcgan", conditional=False).conditional == "false"
-    old = tmp_path / "old.toml"  # a config.toml written before conditional took "auto": a TOML bool
-    old.write_text("conditional = true\nnum_classes = 10\n")
-    assert config_mod.load(old).conditional == "true"
+    assert config_mod.resolve("dcgan", sets={"conditional": "yes"}).conditional is True
+    assert config_mod.resolve("dcgan", conditional=False).conditional is False
+    old = tmp_path / "old.toml"  # config.toml files of earlier gankits: a TOML bool, or "true" / "false"
+    for text in ("conditional = true\nnum_classes = 10\n", 'conditional = "true"\nnum_classes = 10\n'):
+        old.write_text(text)
+        assert config_mod.load(old).conditional is True
     with pytest.raises(GankitError, match="expects true, false or auto, got 'maybe'"):
         config_mod.resolve("dcgan", sets={"conditional": "maybe"})
-    # a Config made in code with a bool: refused by validate, understood by train
+    # a Config made in code with a string or a non-bool: refused by validate; a bool is what it holds
     import dataclasses
 
+    for bad in ("true", 1):
+        with pytest.raises(GankitError, match="expects true, false or auto, got"):
+            config_mod.validate(dataclasses.replace(tiny_config(subset=64, eval_every=0), conditional=bad))
     made = dataclasses.replace(tiny_config(subset=64, eval_every=0), conditional=True)
-    with pytest.raises(GankitError, match="expects true, false or auto, got True"):
-        config_mod.validate(made)
+    config_mod.validate(made)
     train(made, tmp_path / "run", progress=False)
     assert load_run_config(tmp_path / "run").num_classes == 10
 

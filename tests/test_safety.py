@@ -409,3 +409,116 @@ def test_fakes_and_floor_are_measured_at_the_same_n(capsys, mlp_run):
     code, out, err = _cli(capsys, "evaluate", mlp_run, "--json")
     assert json.loads(out)["n"] == 128 and "note" not in err
 
+
+
+# ------------------------------------------------------------------ found by a hostile pass
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(capsys, mlp_run, tmp_path):
+    run = _copy(mlp_run, tmp_path)
+    (run / rundir.LOCK).unlink(missing_ok=True)
+    (run / rundir.LOCK).symlink_to("checkpoint.pt")
+    before = snapshot(run)
+    code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2", "--no-progress")
+    assert code == 2 and "is a link, not gankit's lock file" in err
+    assert snapshot(run) == before
+
+
+def test_a_failed_lock_on_a_new_folder_leaves_nothing(tmp_path, monkeypatch):
+    def full(run_dir):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / rundir.LOCK))
+
+    monkeypatch.setattr(rundir, "_lock", full)
+    with pytest.raises(OSError):
+        rundir.claim(tmp_path / "a" / "run")
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("how", ["deleted", "dangling link"])
+def test_a_trained_run_without_its_checkpoint_is_not_started_over(capsys, mlp_run, tmp_path, how):
+    run = _copy(mlp_run, tmp_path)
+    (run / "checkpoint.pt").unlink()
+    if how == "dangling link":
+        (run / "checkpoint.pt").symlink_to(tmp_path / "nowhere.pt")
+    before = snapshot(run)
+    code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2", "--no-progress")
+    assert code == 2 and "has trained (generator.safetensors is there) but its checkpoint.pt is missing" in err
+    assert snapshot(run) == before
+
+
+def test_generate_cannot_reach_a_run_through_a_link_or_a_relative_path(capsys, mlp_run, tmp_path, monkeypatch):
+    run = _copy(mlp_run, tmp_path)
+    (tmp_path / "link").symlink_to(run / "samples")
+    before = snapshot(run)
+    for out in (tmp_path / "link" / "epoch_001.png", tmp_path / "link"):
+        code, _, err = _cli(capsys, "generate", run, "-n", "4", "-o", out, "--force")
+        assert code == 2 and "is inside the run directory" in err
+    monkeypatch.chdir(run / "samples")
+    code, _, err = _cli(capsys, "generate", "..", "-n", "4", "-o", "epoch_001.png", "--force")
+    assert code == 2 and "is inside the run directory" in err
+    assert snapshot(run) == before
+
+
+def test_generate_into_a_folder_with_files_needs_force(capsys, mlp_run, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "0001.png").write_bytes(b"mine")
+    code, _, err = _cli(capsys, "generate", mlp_run, "-n", "3", "-o", folder)
+    assert code == 2 and "exists: pass --force" in err and (folder / "0001.png").read_bytes() == b"mine"
+
+
+def test_generate_cleans_up_what_a_killed_generate_left(capsys, mlp_run, tmp_path):
+    orphan = tmp_path / ".big.npy.abc123.tmp"
+    orphan.write_bytes(b"x" * 1000)
+    assert _cli(capsys, "generate", mlp_run, "-n", "4", "-o", tmp_path / "big.npy")[0] == 0
+    assert not orphan.exists() and np.load(tmp_path / "big.npy").shape == (4, 1, 28, 28)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--preset", "simple-gan", "--seed", str(2**64)], "seed must be in [0, 2**63)"),
+    (["generate", "RUN", "--seed", str(2**64), "-o", "x.png"], "--seed must be in [0, 2**63)"),
+])
+def test_seeds_outside_64_bits_are_one_line(capsys, mlp_run, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli(capsys, *[mlp_run if a == "RUN" else a for a in argv])
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("tail", [b"# caf\xe9\n", b"zz = " + b"[" * 50000 + b"]" * 50000 + b"\n"])
+def test_a_config_toml_not_utf8_or_nested_too_deep_is_one_line(capsys, mlp_run, tmp_path, tail):
+    run = _copy(mlp_run, tmp_path)
+    with (run / "config.toml").open("ab") as fh:
+        fh.write(tail)
+    for argv in (["train", "--resume", run, "--epochs", "2"], ["generate", run, "-o", tmp_path / "x.png"]):
+        code, _, err = _cli(capsys, *argv)
+        assert code == 2 and "is not valid TOML" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("line", [b"[" * 100000 + b"]" * 100000, b"[1, 2, 3]", b'{"kind": "caf\xe9"}'])
+def test_a_whole_bad_last_line_in_metrics_is_damage_not_a_torn_write(capsys, mlp_run, tmp_path, line):
+    run = _copy(mlp_run, tmp_path)
+    with (run / "metrics.jsonl").open("ab") as fh:
+        fh.write(line + b"\n")  # ends with its newline: written whole, so not torn by a crash
+    before = snapshot(run)
+    for argv in (["report", run], ["train", "--resume", run, "--epochs", "2", "--no-progress"]):
+        code, _, err = _cli(capsys, *argv)
+        assert code == 2 and "is not a JSON record" in err and err.count("\n") == 1
+    assert snapshot(run) == before
+
+
+def test_tensorboards_writer_thread_failing_prints_no_traceback(tmp_path, capsys):
+    import threading
+
+    from gankit.records import TrainingLog
+
+    class _AsyncWriterThread(threading.Thread):  # the name of TensorBoard's writer thread
+        def run(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    original = threading.excepthook
+    log = TrainingLog(tmp_path, 1, "metrics.jsonl", "tb")
+    thread = _AsyncWriterThread()
+    thread.start()
+    thread.join()
+    log.close()
+    assert "Traceback" not in capsys.readouterr().err and threading.excepthook is original

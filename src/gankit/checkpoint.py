@@ -60,6 +60,8 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
 
 
 # What a checkpoint holds (gankit.train.Trainer.state_dict writes exactly these) and the type of each value.
+MAX_EPOCH, MAX_STEP = 10**7, 2**53
+MAX_GRID_NOISE = 1024  # config's largest sample_count; a conditional grid rounds it up by less than a row
 STATE_KEYS: dict[str, type] = {"generator": dict, "discriminator": dict, "opt_g": dict, "opt_d": dict,
                                "epoch": int, "step": int, "rng": torch.Tensor, "fixed_noise": torch.Tensor}
 # Written by every gankit since they were added; older checkpoints resume without them.
@@ -79,8 +81,9 @@ def check_state(state: dict[str, Any], cfg: config_mod.Config, models: dict[str,
         value = state.get(key)
         if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             raise GankitError(f"its '{key}' is a {type(value).__name__} where a {kind.__name__} belongs")
-    if state["epoch"] < 0 or state["step"] < 0:
-        raise GankitError(f"its epoch ({state['epoch']}) and step ({state['step']}) must be >= 0")
+    if not (0 <= state["epoch"] <= MAX_EPOCH and 0 <= state["step"] <= MAX_STEP):
+        raise GankitError(f"its epoch ({state['epoch']}) and step ({state['step']}) must be in [0, {MAX_EPOCH}] "
+                          f"and [0, 2**53]")
     for name, module in models.items():
         check_weights(name, state[name], module)
     if ema is not None:
@@ -89,7 +92,8 @@ def check_state(state: dict[str, Any], cfg: config_mod.Config, models: dict[str,
             raise GankitError(f"this run keeps an EMA generator (ema={cfg.ema}) and the checkpoint holds none")
         check_weights("EMA generator", saved["model"], ema.model)
     noise = state["fixed_noise"]
-    if noise.dim() != 2 or noise.shape[0] < 1 or noise.shape[1] != cfg.z_dim or not noise.is_floating_point():
+    if (noise.dim() != 2 or not 1 <= noise.shape[0] <= MAX_GRID_NOISE + cfg.num_classes
+            or noise.shape[1] != cfg.z_dim or not noise.is_floating_point()):
         raise GankitError(f"its fixed noise is a {noise.dtype} tensor of shape {tuple(noise.shape)}, not N x "
                           f"{cfg.z_dim} floats (z_dim {cfg.z_dim})")
     loss_g = state.get("loss_g")
@@ -116,18 +120,35 @@ def check_weights(name: str, saved: dict[str, Any], module: torch.nn.Module) -> 
                               f"has {tuple(expected[key].shape)}: a checkpoint of another model")
 
 
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+
+
 def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], name: str) -> None:
-    """optimizer.load_state_dict(saved), with its moment estimates checked against the parameters' shapes."""
+    """The checkpoint's Adam state (step counts and moment estimates, each checked against its parameter) into
+    optimizer. Its hyperparameters stay the optimizer's own, which come from the run's config."""
+    groups = saved.get("param_groups")
+    if not isinstance(saved.get("state"), dict) or not isinstance(groups, list) or not all(
+            isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        raise GankitError(f"its {name} is not an optimizer's state (state and param_groups)")
+    sizes, own = [len(g["params"]) for g in groups], [len(g["params"]) for g in optimizer.param_groups]
+    if sizes != own:
+        raise GankitError(f"its {name} does not fit this run's optimizer (parameter groups of {sizes} "
+                          f"parameters, this model's: {own})")
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     try:
-        optimizer.load_state_dict(saved)
-    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        optimizer.load_state_dict({"state": saved["state"],
+                                   "param_groups": [{**g, **s} for g, s in zip(groups, settings)]})
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
         raise GankitError(f"its {name} does not fit this run's optimizer ({str(exc).splitlines()[0]})") from None
     for group in optimizer.param_groups:
         for param in group["params"]:
             for key, value in optimizer.state.get(param, {}).items():
-                if key != "step" and isinstance(value, torch.Tensor) and value.shape != param.shape:
-                    raise GankitError(f"its {name} holds '{key}' of shape {tuple(value.shape)} for a parameter "
-                                      f"of shape {tuple(param.shape)}")
+                shape = (() if key == "step" else param.shape)
+                if key not in ADAM_STATE or not isinstance(value, torch.Tensor) or not value.is_floating_point() \
+                        or value.shape != shape:
+                    what = f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}"
+                    raise GankitError(f"its {name} holds '{key}' ({what}) for a parameter of shape "
+                                      f"{tuple(param.shape)}: not Adam's state of this model")
 
 
 def set_rng_state(rng: torch.Generator, state: torch.Tensor) -> None:

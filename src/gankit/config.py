@@ -156,8 +156,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise GankitError(f"config file {path} is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise GankitError(f"config file {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise GankitError(f"config file {path} is not valid TOML: nested too deeply") from None
 
 
 def resolve(preset: str | None = None, file: str | Path | None = None,
@@ -192,6 +194,7 @@ def validate(cfg: Config) -> None:
     need(cfg.z_dim >= 1, f"z_dim must be >= 1, got {cfg.z_dim}")
     need(8 <= cfg.image_size <= MAX_IMAGE_SIZE, f"image_size must be in [8, {MAX_IMAGE_SIZE}], got {cfg.image_size}")
     need(cfg.z_dim <= MAX_Z_DIM, f"z_dim must be <= {MAX_Z_DIM}, got {cfg.z_dim}")
+    need(0 <= cfg.seed < 2**63, f"seed must be in [0, 2**63), got {cfg.seed}")
     need(cfg.batch_size <= MAX_BATCH, f"batch_size must be <= {MAX_BATCH}, got {cfg.batch_size}")
     need(cfg.eval_samples <= MAX_EVAL_SAMPLES, f"eval_samples must be <= {MAX_EVAL_SAMPLES}, got {cfg.eval_samples}")
     need(cfg.channels in (0, 1, 3), f"channels must be 0 (auto), 1 or 3, got {cfg.channels}")

@@ -55,7 +55,7 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
     n = n if n is not None else (8 if interpolate else 64)
     out = Path(out)
     kind = "dir" if out.is_dir() or out.suffix == "" else out.suffix.lower()
-    total = _check_request(n, interpolate, gif, kind, out)
+    total = _check_request(n, interpolate, gif, kind, out, seed)
     generator, cfg = load_generator(run_dir, device, name=BEST if best else GENERATOR)
     _check_output(out, kind, gif, force, total)
     wanted = None if klass is None else resolve_class(klass, export_info(run_dir).get("classes"), cfg.num_classes)
@@ -82,10 +82,12 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
     return out
 
 
-def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path) -> int:
+def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path, seed: int) -> int:
     """The number of images asked for, or one line on why it cannot be written."""
     if n < 1:
         raise GankitError(f"-n must be >= 1, got {n}")
+    if not 0 <= seed < 2**63:
+        raise GankitError(f"--seed must be in [0, 2**63), got {seed}")
     if interpolate and interpolate < 2:
         raise GankitError(f"--interpolate needs at least 2 frames, got {interpolate}")
     if gif and not interpolate:
@@ -106,19 +108,22 @@ def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path) ->
 
 
 def _check_output(out: Path, kind: str, gif: bool, force: bool, total: int) -> None:
-    """Never into a run directory; an existing output only with force."""
-    for folder in [out, *out.parents] if kind == "dir" else out.parents:
+    """Never into a run directory (links and relative paths resolved); an existing output only with force."""
+    real = out.resolve()
+    for folder in [real, *real.parents] if kind == "dir" else real.parents:
         if (folder / CONFIG).is_file() and ((folder / GENERATOR).is_file() or (folder / CHECKPOINT).is_file()):
             raise GankitError(f"{out} is inside the run directory {folder}: write samples elsewhere "
                               "(a run's own files are never replaced)")
     targets = [out.with_suffix(".gif")] if gif else []
     if kind == "dir":
-        targets.append(out / _name(0, total))
+        targets += [p for p in out.iterdir()][:1] if out.is_dir() else []  # any file in it may be overwritten
     elif kind != ".gif":
         targets.append(out)
-    existing = [t for t in targets if t.exists()]
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
     if existing and not force:
         raise GankitError(f"{existing[0]} exists: pass --force to replace it, or choose another -o")
+    for orphan in real.parent.glob(f".{real.name}.*.tmp"):  # left by a generate killed while writing it
+        orphan.unlink(missing_ok=True)
 
 
 def _labels(num_classes: int, n: int, interpolate: int, wanted: int | None):

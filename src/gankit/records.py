@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,18 +36,16 @@ class MetricsFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def _parse(self, text: str) -> tuple[list[dict[str, Any]], bool]:
+    def _parse(self, data: bytes) -> tuple[list[dict[str, Any]], bool]:
         """(records, whether the last line was torn). Raises GankitError on damage before the last line."""
-        lines = text.split("\n")
+        lines = data.split(b"\n")
         complete, tail = lines[:-1], lines[-1]  # tail: what follows the last newline ("" when none)
         records = []
-        for number, line in enumerate(complete, 1):
+        for number, line in enumerate(complete, 1):  # a line that ends in a newline was written whole
             if not line.strip():
                 continue
             record = _loads(line)
             if record is None:
-                if number == len(complete) and not tail.strip():
-                    return records, True  # the last line, torn (newline written, JSON not whole)
                 raise GankitError(f"{self.path} line {number} is not a JSON record: the file is damaged; "
                                   "remove that line (or the file) and try again")
             records.append(record)
@@ -61,7 +60,7 @@ class MetricsFile:
         """Every record (of one kind); a torn last line is left out with a note."""
         if not self.path.exists():
             return []
-        records, torn = self._parse(self.path.read_text(encoding="utf-8", errors="replace"))
+        records, torn = self._parse(self.path.read_bytes())
         if torn:
             _note(f"{self.path}: the last line is incomplete (a run was stopped while writing it); it is ignored")
         return [r for r in records if kind is None or r.get("kind") == kind]
@@ -76,7 +75,7 @@ class MetricsFile:
             if data.endswith(b"\n"):
                 return
             cut = data.rfind(b"\n") + 1
-            if _loads(data[cut:].decode("utf-8", errors="replace")) is not None:
+            if _loads(data[cut:]) is not None:
                 fh.write(b"\n")  # a whole record that lacks only its newline
                 return
             _note(f"{self.path}: dropped an incomplete last line (a run was stopped while writing it)")
@@ -104,10 +103,11 @@ def _lines(records: Iterable[dict[str, Any]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
-def _loads(line: str) -> dict[str, Any] | None:
+def _loads(line: bytes) -> dict[str, Any] | None:
+    """A JSON object from one line of UTF-8, or None (not UTF-8, not JSON, not an object, nested too deep)."""
     try:
-        record = json.loads(line)
-    except ValueError:
+        record = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     return record if isinstance(record, dict) else None
 
@@ -168,6 +168,15 @@ class TrainingLog(QuietLog):
         self.file = self.metrics.open()
         self.writer = SummaryWriter(str(run_dir / tensorboard),
                                     purge_step=None if resume_step is None else resume_step + 1)
+        # TensorBoard writes from a thread of its own: a full disk there is reported to the main thread on
+        # its next write (one line from the CLI), so the thread's own traceback is not printed as well
+        self._excepthook = threading.excepthook
+        threading.excepthook = self._thread_error
+
+    def _thread_error(self, args) -> None:
+        if isinstance(args.exc_value, OSError) and "Writer" in type(args.thread).__name__:
+            return
+        self._excepthook(args)
 
     def _write(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
         for epoch, step, values in rows:
@@ -204,7 +213,10 @@ class TrainingLog(QuietLog):
                      "message": finding.message, "remedy": remedy})
 
     def close(self) -> None:
-        self.flush()
-        self.file.close()
-        self.writer.close()
+        try:
+            self.flush()
+            self.file.close()
+            self.writer.close()
+        finally:
+            threading.excepthook = self._excepthook
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 from .errors import GankitError
@@ -30,17 +31,20 @@ class RunLock:
         for name in written:
             (self.run_dir / name).unlink(missing_ok=True)
 
-    def release(self) -> None:
-        if self.fd < 0:
-            return
-        if self.created and [p.name for p in self.run_dir.iterdir()] == [LOCK]:
-            # a new run that failed before writing anything leaves no folder behind
+    def remove_created(self) -> None:
+        """A new run that failed before writing anything leaves no folder behind."""
+        if self.created and [p.name for p in self.run_dir.iterdir()] in ([LOCK], []):
             (self.run_dir / LOCK).unlink(missing_ok=True)
             for folder in self.created:  # the run directory first, then the parents made for it
                 try:
                     folder.rmdir()
                 except OSError:
                     break
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        self.remove_created()
         os.close(self.fd)  # closing the descriptor drops the flock
         self.fd = -1
 
@@ -68,7 +72,12 @@ def claim(run_dir: str | Path, resume: bool = False) -> RunLock:
             created = [run_dir, *missing]
         except FileExistsError:
             pass
-    lock = RunLock(run_dir, _lock(run_dir), created)
+    try:
+        fd = _lock(run_dir)
+    except BaseException:
+        RunLock(run_dir, -1, created).remove_created()
+        raise
+    lock = RunLock(run_dir, fd, created)
     if not resume and any(p.name != LOCK for p in run_dir.iterdir()):
         lock.release()
         raise GankitError(f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
@@ -81,7 +90,15 @@ def claim(run_dir: str | Path, resume: bool = False) -> RunLock:
 def _lock(run_dir: Path) -> int:
     """flock RUN_DIR/.lock without waiting; the file then names this process."""
     path = run_dir / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link: the PID written below would land in whatever file it points to
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise GankitError(f"{path} is a link, not gankit's lock file: remove it and try again") from None
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise GankitError(f"{path} is not a regular file: remove it and try again")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -7,6 +7,7 @@ restores the checkpoint when resuming, and trains.
 from __future__ import annotations
 
 import contextlib
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,13 @@ def _claimed(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: di
 def _prepare(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: distributed.World,
              device) -> Trainer:
     """A Trainer for a new run, or for a resumed one with its checkpoint restored (when it has one)."""
-    state = ckpt.load_checkpoint(run_dir) if resume and (run_dir / ckpt.CHECKPOINT).exists() else None
+    state = None
+    if resume and (run_dir / ckpt.CHECKPOINT).exists():
+        state = ckpt.load_checkpoint(run_dir)
+    elif resume and ((run_dir / ckpt.GENERATOR).exists() or (run_dir / ckpt.CHECKPOINT).is_symlink()):
+        # it trained (an export exists) or its checkpoint is a broken link: starting over would replace work
+        raise GankitError(f"{run_dir} has trained ({ckpt.GENERATOR} is there) but its {ckpt.CHECKPOINT} is missing"
+                          " or unreadable: put it back, or start a new run (nothing was changed)")
     trainer = Trainer(cfg, run_dir, progress, device=device, world=world)
     trainer.resumed = resume
     if state is not None:
@@ -87,9 +94,9 @@ def _prepare(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: di
             trainer.load_state_dict(state)
         except GankitError as exc:
             raise GankitError(f"checkpoint {run_dir / ckpt.CHECKPOINT} cannot be resumed: {exc}") from None
-    elif resume:
-        trainer.say(f"{run_dir} has no checkpoint yet (it was stopped during its first epoch): training it "
-                    "from epoch 1 with its config.toml")
+    elif resume and world.main:  # said even without a progress bar: the run starts over
+        print(f"gankit: note: {run_dir} has no checkpoint yet (it was stopped during its first epoch): training "
+              "it from epoch 1 with its config.toml", file=sys.stderr)
     return trainer
 
 
