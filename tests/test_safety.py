@@ -437,6 +437,7 @@ def test_a_failed_lock_on_a_new_folder_leaves_nothing(tmp_path, monkeypatch):
 @pytest.mark.parametrize("how", ["deleted", "dangling link"])
 def test_a_trained_run_without_its_checkpoint_is_not_started_over(capsys, mlp_run, tmp_path, how):
     run = _copy(mlp_run, tmp_path)
+    resume(run, {"epochs": 2}, progress=False)  # an export of epoch 2: a checkpoint existed
     (run / "checkpoint.pt").unlink()
     if how == "dangling link":
         (run / "checkpoint.pt").symlink_to(tmp_path / "nowhere.pt")

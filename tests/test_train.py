@@ -140,9 +140,12 @@ def test_corrupt_or_missing_checkpoint(tmp_path, mlp_run):
     with pytest.raises(GankitError, match="is corrupt or unreadable"):
         resume(run, {"epochs": 2}, progress=False)
     assert snapshot(run) == before
-    (run / "checkpoint.pt").unlink()  # as if killed during its first epoch: trained again from epoch 1
-    result = resume(run, {"epochs": 2}, progress=False)
+    (run / "checkpoint.pt").unlink()  # as if killed after its first export, before its first checkpoint
+    result = resume(run, {"epochs": 2}, progress=False)  # trained again from epoch 1
     assert result.epochs == 2 and [r["step"] for r in _train_rows(run)] == list(range(1, 17))
+    (run / "checkpoint.pt").unlink()  # now the export is of epoch 2: a checkpoint existed and was lost
+    with pytest.raises(GankitError, match="has trained .* but its checkpoint.pt is missing"):
+        resume(run, {"epochs": 3}, progress=False)
 
 
 def test_checkpoint_never_unpickles_code(tmp_path):

@@ -83,8 +83,9 @@ def _prepare(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: di
     state = None
     if resume and (run_dir / ckpt.CHECKPOINT).exists():
         state = ckpt.load_checkpoint(run_dir)
-    elif resume and ((run_dir / ckpt.GENERATOR).exists() or (run_dir / ckpt.CHECKPOINT).is_symlink()):
-        # it trained (an export exists) or its checkpoint is a broken link: starting over would replace work
+    elif resume and (_trained_past_epoch_1(run_dir) or (run_dir / ckpt.CHECKPOINT).is_symlink()):
+        # a checkpoint existed (an export of epoch 2 or later) or is a broken link: starting over would
+        # replace work. (An export of epoch 1 alone is a run stopped between that export and its checkpoint.)
         raise GankitError(f"{run_dir} has trained ({ckpt.GENERATOR} is there) but its {ckpt.CHECKPOINT} is missing"
                           " or unreadable: put it back, or start a new run (nothing was changed)")
     trainer = Trainer(cfg, run_dir, progress, device=device, world=world)
@@ -98,6 +99,13 @@ def _prepare(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: di
         print(f"gankit: note: {run_dir} has no checkpoint yet (it was stopped during its first epoch): training "
               "it from epoch 1 with its config.toml", file=sys.stderr)
     return trainer
+
+
+def _trained_past_epoch_1(run_dir: Path) -> bool:
+    if not (run_dir / ckpt.GENERATOR).exists():
+        return False
+    epoch = ckpt.export_info(run_dir).get("epoch")
+    return not isinstance(epoch, int) or epoch > 1
 
 
 def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress: bool = True) -> RunResult:
