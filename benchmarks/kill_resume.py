@@ -43,8 +43,11 @@ def on_disk(run: Path) -> str:
 def trial(root: Path, index: int, delay: float, sig: int, epochs: int) -> dict:
     run = root / f"run{index:02d}"
     started = time.perf_counter()
+    # SIGINT back to its default in the child: a shell that starts this script in the background ignores it,
+    # and Python then never turns it into KeyboardInterrupt
     proc = subprocess.Popen(gankit("train", "--preset", "simple-gan", "--epochs", str(epochs), "--out", str(run),
-                                   "--no-progress"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   "--no-progress"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(delay)
     proc.send_signal(sig)
     _, err = proc.communicate()
@@ -54,7 +57,9 @@ def trial(root: Path, index: int, delay: float, sig: int, epochs: int) -> dict:
         cmd = gankit("train", "--preset", "simple-gan", "--epochs", str(epochs), "--out", str(run), "--no-progress")
     else:
         cmd = gankit("train", "--resume", str(run), "--no-progress")
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    finished = proc.returncode == 0  # it ended before the signal came: nothing to resume
+    done = subprocess.CompletedProcess(cmd, 0, "", "") if finished else subprocess.run(cmd, capture_output=True,
+                                                                                       text=True)
     steps = [r["step"] for r in MetricsFile(run / ckpt.METRICS).read("train")] if run.exists() else []
     final = ckpt.load_checkpoint(run) if (run / ckpt.CHECKPOINT).exists() else {}
     ok = (done.returncode == 0 and final.get("epoch") == epochs and steps == list(range(1, final["step"] + 1))
@@ -74,13 +79,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min", type=float, default=0.5)
     parser.add_argument("--max", type=float, default=25.0)
+    parser.add_argument("--signals", choices=["mixed", "kill", "int"], default="mixed",
+                        help="mixed: SIGINT (Ctrl-C) every fourth trial, SIGKILL otherwise")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="gankit-kill-"))
     os.environ.setdefault("GANKIT_CACHE_DIR", str(root / "cache"))
     results = []
     for i in range(args.trials):
-        sig = signal.SIGINT if i % 4 == 3 else signal.SIGKILL
+        use_int = args.signals == "int" or (args.signals == "mixed" and i % 4 == 3)
+        sig = signal.SIGINT if use_int else signal.SIGKILL
         results.append(trial(root, i, rng.uniform(args.min, args.max), sig, args.epochs))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__},
