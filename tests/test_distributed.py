@@ -26,12 +26,12 @@ def _env(tmp_path: Path) -> dict:
     return env
 
 
-def gankit(tmp_path: Path, *argv: str, procs: int = 1) -> subprocess.CompletedProcess:
+def gankit(tmp_path: Path, *argv: str, procs: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
     """`gankit ARGV` in one process, or under torchrun in `procs` processes."""
     launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
               if procs > 1 else [sys.executable])
     return subprocess.run([*launch, "-m", "gankit", *map(str, argv)], capture_output=True, text=True,
-                          env=_env(tmp_path), timeout=300)
+                          env=_env(tmp_path), timeout=timeout)
 
 
 def _rows(run: Path) -> list[dict]:
@@ -97,8 +97,12 @@ def test_two_processes_train_the_conditional_dcgan_as_one_process_does(tmp_path)
 
 def test_a_run_resumes_on_another_number_of_processes(tmp_path):
     run = tmp_path / "run"
-    done = gankit(tmp_path, "train", "--preset", "dcgan", "--epochs", "1", "--out", run, *TINY, procs=2)
+    # with an evaluation: rank 0 measures alone (torchmetrics must not wait for the other rank)
+    done = gankit(tmp_path, "train", "--preset", "dcgan", "--epochs", "1", "--out", run, *TINY,
+                  "--set", "eval_every=1", "--set", "eval_samples=64", procs=2)
     assert done.returncode == 0, done.stderr[-2000:]
+    evals = MetricsFile(run / "metrics.jsonl").read("eval")
+    assert [(e["epoch"], e["source"]) for e in evals] == [(1, "train")] and (run / "best.safetensors").is_file()
     assert gankit(tmp_path, "train", "--resume", run, "--epochs", "2", "--no-progress").returncode == 0
     done = gankit(tmp_path, "train", "--resume", run, "--epochs", "3", "--no-progress", procs=2)
     assert done.returncode == 0, done.stderr[-2000:]

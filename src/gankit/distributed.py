@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -91,6 +92,9 @@ def wrap(world: World, device: torch.device, *modules: torch.nn.Module) -> list[
     if not world.several:
         return list(modules)
     ids = [device.index] if device.type == "cuda" else None
+    # channels-last weights get channels-last gradients, which DDP copies into its flat buckets: correct, a
+    # little slower, and said once per process in a warning that tells a user nothing to do
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     quiet = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
              else {"broadcast_buffers": False})  # the newer name (torch >= 2.12), the older one
     return [DDP(m, device_ids=ids, **quiet) for m in modules]

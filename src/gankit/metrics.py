@@ -53,7 +53,8 @@ class _Precomputed(nn.Module):
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    fid = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+    # sync_on_compute=False: under torchrun only rank 0 measures, so torchmetrics must not wait for the others
+    fid = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]), sync_on_compute=False)
     fid.update(real, real=True)
     fid.update(fake, real=False)
     return float(fid.compute())
@@ -66,7 +67,8 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50, s
     size = min(1000, len(real), len(fake))
     with warnings.catch_warnings():  # "will save all extracted features": they are already in memory here
         warnings.simplefilter("ignore", UserWarning)
-        kid = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size)
+        kid = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size,
+                                      sync_on_compute=False)
     kid.update(real, real=True)
     kid.update(fake, real=False)
     with torch.random.fork_rng():  # torchmetrics draws its subsets from the global RNG
