@@ -143,9 +143,6 @@ class QuietLog:
     def _write(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
         pass
 
-    def record(self, entry: dict[str, Any]) -> None:
-        pass
-
     def postfix(self, **extra: str) -> dict[str, str]:
         return {**{k: f"{v:.3f}" for k, v in self.last.items()}, **extra}
 
