@@ -219,7 +219,7 @@ def test_a_decompression_bomb_is_one_skipped_file(capsys, tmp_path):
 
 
 def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
-    from gankit.data import read_image
+    from gankit.folders import read_image
 
     ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
     Image.fromarray(ramp).save(tmp_path / "deep.png")

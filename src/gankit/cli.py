@@ -85,10 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("images", nargs="+", metavar="IMAGE")
     cp.add_argument("--evaluator", metavar="PATH", default="classifier.safetensors")
 
-    d = sub.add_parser("data", help="describe a data source and save a grid of real images")
+    d = sub.add_parser("data", help="describe a data source and save a grid of real images (folders: "
+                       "packed into the cache on first use); --pack writes it as a memory-mapped pack")
     d.add_argument("source", metavar="SOURCE", help=f"one of {', '.join(SOURCES)}")
     d.add_argument("--data-dir", metavar="DIR")
     d.add_argument("--image-size", type=int, default=28)
+    d.add_argument("--channels", type=int, default=0, help="1 or 3 (default: as the source)")
+    d.add_argument("--pack", metavar="DIR", help="write the source to this new folder as a pack; train from "
+                                                  "it with --data packed:DIR")
     d.add_argument("-n", type=int, default=64, help="images in the grid (default 64)")
     d.add_argument("-o", "--out", metavar="PNG", help="grid path (default data_SOURCE.png)")
     return p
@@ -181,7 +185,14 @@ def cmd_data(args: argparse.Namespace) -> None:
 
     if args.n < 1:
         raise GankitError(f"-n must be >= 1, got {args.n}")
-    ds = data.load(args.source, args.data_dir, args.image_size)
+    if args.channels not in (0, 1, 3):
+        raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
+    say = lambda m: print(f"gankit: {m}", file=sys.stderr)  # noqa: E731
+    if args.pack:
+        dest = data.pack(args.source, args.pack, args.data_dir, args.image_size, args.channels, say)
+        ds = data.load(f"packed:{dest}", image_size=args.image_size)
+    else:
+        ds = data.load(args.source, args.data_dir, args.image_size, args.channels, say=say)
     print(ds.describe())
     name = args.source.split(":", 1)[0] if args.source.startswith("folder:") else args.source
     out = Path(args.out or f"data_{name}.png")

@@ -1,18 +1,21 @@
-"""Image sources -> one in-memory uint8 tensor (N x C x H x W) -> normalized, augmented batches.
+"""Image sources -> one uint8 tensor (N x C x H x W) -> normalized, augmented batches.
 
-Every source is decoded once at start-up. The training loop then only indexes a tensor that already lives
-on the training device, converts the batch to float in [-1, 1] and augments the whole batch at once:
-no DataLoader workers, no per-sample PIL work, no host-to-device copy per step.
+The torchvision datasets and mnist5k are read into memory (they are small). Folders are decoded once into a
+pack in the cache (gankit.folders) and packs (`packed:DIR`, gankit.packs) are memory-mapped: only the pages a
+batch touches are read, and every process of a run shares the operating system's one copy.
+The training loop gathers a batch by index, converts it to float in [-1, 1] and augments the whole batch at
+once: no DataLoader workers and no per-sample PIL work. In-memory data lives on the training device; mapped
+data is gathered on the host (into pinned memory when the device is a GPU) and copied without blocking.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import pickle
 import socket
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import folders, packs
 from .distributed import Rows
 from .errors import GankitError
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TORCHVISION_SOURCES = {
     # name -> (torchvision class name, folder under data_dir, files it needs there)
     "mnist": ("MNIST", "MNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -34,7 +37,7 @@ TORCHVISION_SOURCES = {
     "cifar10": ("CIFAR10", "cifar-10-batches-py", ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
                                                    "data_batch_5", "test_batch", "batches.meta"]),
 }
-SOURCES = ["mnist5k", *TORCHVISION_SOURCES, "folder:PATH"]
+SOURCES = ["mnist5k", *TORCHVISION_SOURCES, "folder:PATH", "packed:DIR"]
 
 
 @dataclass
@@ -46,6 +49,10 @@ class ImageData:
     classes: list[str] | None
     name: str
     skipped: int = 0  # unreadable files left out (folder sources)
+    fingerprint: str | None = None  # what a pack was made from (folder: names, sizes, mtimes); None in memory
+    pack: Path | None = None  # the pack the images are mapped from
+    cache: str = ""  # for folders: whether the pack came from the cache
+
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -65,6 +72,10 @@ class ImageData:
             lines.append("classes: none (unlabeled)")
         if self.skipped:
             lines.append(f"skipped: {self.skipped} unreadable file(s)")
+        if self.cache:
+            lines.append(f"cache: {self.cache}")
+        elif self.pack:
+            lines.append(f"pack: {self.pack} (memory-mapped)")
         return "\n".join(lines)
 
 
@@ -74,15 +85,18 @@ def default_data_dir() -> Path:
 
 
 def load(source: str, data_dir: str | Path | None = None, image_size: int = 28, channels: int = 0,
-         subset: int = 0) -> ImageData:
-    """Load a source by name into memory, resized to image_size and converted to `channels` (0: keep)."""
+         subset: int = 0, say=None) -> ImageData:
+    """Load a source by name, resized to image_size and converted to `channels` (0: keep).
+    Folders and packs come memory-mapped; say(message) hears about folder packing (None: silent)."""
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     if source == "mnist5k":
         data = _load_mnist5k()
     elif source in TORCHVISION_SOURCES:
         data = _load_torchvision(source, data_dir)
     elif source.startswith("folder:"):
-        data = _load_folder(Path(source[len("folder:"):]).expanduser(), image_size, channels)
+        data = _load_folder(Path(source[len("folder:"):]).expanduser(), image_size, channels, say)
+    elif source.startswith("packed:"):
+        data = _load_packed(Path(source[len("packed:"):]).expanduser(), image_size, channels)
     else:
         raise GankitError(f"unknown data source '{source}' (choose from: {', '.join(SOURCES)})")
     if subset and subset < len(data):
@@ -90,14 +104,71 @@ def load(source: str, data_dir: str | Path | None = None, image_size: int = 28, 
         keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:subset].sort().values
         data.images = data.images[keep]
         data.labels = None if data.labels is None else data.labels[keep]
+        data.pack = None
+        if data.fingerprint:
+            data.fingerprint = hashlib.sha256(f"{data.fingerprint}|subset {subset}".encode()).hexdigest()
     data.images = fit(data.images, image_size, channels)
     return data
+
+
+def prepare(source: str, image_size: int = 28, channels: int = 0, say=None) -> None:
+    """Do the once-only work of a source (a folder's packing) so that loading it is cheap: several processes
+    call this on one of them first, then all load."""
+    if source.startswith("folder:"):
+        folders.cached_pack(Path(source[len("folder:"):]).expanduser(), image_size, channels, say)
+
+
+def pack(source: str, dest: str | Path, data_dir: str | Path | None = None, image_size: int = 28,
+         channels: int = 0, say=None) -> Path:
+    """Decode a source once into a new pack at dest (which must not exist, or be an empty folder); returns dest.
+    A folder is decoded by worker processes straight into the pack; other sources are loaded, then written."""
+    dest = Path(dest).expanduser()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise GankitError(f"{dest} already exists: choose a new folder for the pack (nothing was changed)")
+    if dest.is_dir():
+        dest.rmdir()  # an empty folder: the pack is renamed into its place
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if source.startswith("folder:"):
+        root = Path(source[len("folder:"):]).expanduser().resolve()
+        if say:
+            say(f"packing the images of {root} into {dest}")
+        return folders.pack_folder(root, dest, image_size, channels)
+    return write_pack(load(source, data_dir, image_size, channels), dest)
+
+
+def write_pack(data: ImageData, dest: Path) -> Path:
+    """Write loaded data as a pack at dest (a path that does not exist); returns dest."""
+    n, c, s, _ = data.images.shape
+    writer = packs.PackWriter(dest, s, c)
+    try:
+        for start in range(0, n, 4096):
+            for image in data.images[start:start + 4096].numpy():
+                writer.add(image)
+        fingerprint = data.fingerprint or content_hash(data)
+        labels = None if data.labels is None or not data.classes else data.labels.numpy()
+        return writer.finish(data.name, fingerprint, labels, data.classes if labels is not None else None,
+                             skipped=data.skipped)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def content_hash(data: ImageData) -> str:
+    """sha256 of the shape, every pixel and the labels."""
+    h = hashlib.sha256(repr(tuple(data.images.shape)).encode())
+    for start in range(0, len(data), 4096):
+        h.update(data.images[start:start + 4096].contiguous().numpy().tobytes())
+    if data.labels is not None:
+        h.update(data.labels.numpy().tobytes())
+    return h.hexdigest()
 
 
 def fit(images: torch.Tensor, image_size: int, channels: int) -> torch.Tensor:
     """Resize a uint8 batch to image_size (square) and convert to 1 or 3 channels; 0 keeps the channel count."""
     from torchvision.transforms.v2 import functional as TF
 
+    if images.shape[-1] == images.shape[-2] == image_size and channels in (0, images.shape[1]):
+        return images  # already right (a mapped pack stays mapped)
     if images.shape[-1] != image_size or images.shape[-2] != image_size:
         images = TF.center_crop(TF.resize(images, [image_size], antialias=True), [image_size, image_size])
     if channels == 1 and images.shape[1] == 3:
@@ -153,67 +224,33 @@ def _try_download(cls, data_dir: Path):
         socket.setdefaulttimeout(previous)
 
 
-def read_image(path: Path, image_size: int):
-    """Decode, resize the short side to image_size and center-crop; None if the file is unreadable (damaged,
-    not an image, or a decompression bomb: more pixels than Pillow's MAX_IMAGE_PIXELS, whatever its size on
-    disk). 16-bit grayscale is scaled to 8 bits, not clipped."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2 import functional as TF
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                gray = img.mode in ("1", "L", "LA", "I", "F") or img.mode.startswith("I;16") or (
-                    img.mode == "P" and all(r == g == b for r, g, b in _palette_rgb(img)))
-                img = _to_8_bits(img) if gray else img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning):
-        return None
-    tensor = TF.pil_to_tensor(img)
-    tensor = TF.center_crop(TF.resize(tensor, [image_size], antialias=True), [image_size, image_size])
-    return tensor
+def _load_folder(root: Path, image_size: int, channels: int, say=None) -> ImageData:
+    pack, hit = folders.cached_pack(root, image_size, channels, say)
+    data = _from_pack(pack, f"folder:{root}")
+    data.cache = f"reused the packed copy in {pack.path}" if hit else \
+        f"packed into {pack.path} in {pack.meta.get('seconds', 0):.1f} s (later runs map it)"
+    return data
 
 
-def _to_8_bits(img):
-    """A grayscale image in mode L; 16-bit (and 32-bit integer) pixels are scaled from 0..65535."""
-    from PIL import Image
-
-    if img.mode.startswith("I;16") or img.mode == "I":
-        scaled = np.asarray(img, dtype=np.float64) / 257.0
-        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
-    return img.convert("L")
-
-
-def _palette_rgb(img) -> list[tuple[int, int, int]]:
-    pal = img.getpalette() or []
-    return [tuple(pal[i:i + 3]) for i in range(0, len(pal) - 2, 3)]
+def _from_pack(pack: packs.Pack, name: str) -> ImageData:
+    labels = None if pack.labels is None else torch.from_numpy(pack.labels)
+    with warnings.catch_warnings():  # the map is copy-on-write: a write would stay in this process's memory
+        warnings.simplefilter("ignore", UserWarning)
+        images = torch.from_numpy(pack.images)
+    return ImageData(images, labels, pack.classes, name, pack.meta.get("skipped", 0), pack.fingerprint,
+                     pack=pack.path)
 
 
-def _load_folder(root: Path, image_size: int, channels: int) -> ImageData:
-    if not root.is_dir():
-        raise GankitError(f"image folder not found: {root}")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not paths:
-        raise GankitError(f"no images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, "
-                          "flat or one subfolder per class)")
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        decoded = list(pool.map(lambda p: read_image(p, image_size), paths))
-    kept = [(p, t) for p, t in zip(paths, decoded) if t is not None]
-    skipped = len(paths) - len(kept)
-    if not kept:
-        raise GankitError(f"none of the {len(paths)} image files in {root} could be read")
-    want = channels or (1 if all(t.shape[0] == 1 for _, t in kept) else 3)
-    images = torch.stack([t.expand(3, -1, -1) if t.shape[0] == 1 and want == 3 else t for _, t in kept])
-    # One subfolder per class (ImageFolder layout) gives labels; a flat folder is unlabeled.
-    parents = [p.parent.relative_to(root) for p, _ in kept]
-    labels = classes = None
-    if all(len(q.parts) == 1 for q in parents):
-        classes = sorted({q.parts[0] for q in parents})
-        index = {c: i for i, c in enumerate(classes)}
-        labels = torch.tensor([index[q.parts[0]] for q in parents], dtype=torch.int64)
-    return ImageData(fit(images, image_size, want), labels, classes, f"folder:{root}", skipped)
+def _load_packed(path: Path, image_size: int, channels: int) -> ImageData:
+    data = _from_pack(packs.open_pack(path), f"packed:{path}")
+    c, s = data.images.shape[1], data.images.shape[2]
+    if s != image_size:
+        raise GankitError(f"the pack {path} holds {s}x{s} images, not {image_size}x{image_size}: pass "
+                          f"--image-size {s} (or pack the source again at {image_size})")
+    if channels and channels != c:
+        raise GankitError(f"the pack {path} holds {c}-channel images, not {channels}: leave channels at 0 "
+                          f"(auto) or pack the source again with {channels} channels")
+    return data
 
 
 def to_float(batch: torch.Tensor) -> torch.Tensor:
@@ -249,18 +286,21 @@ def augment(x: torch.Tensor, rotation: float, hflip: bool, generator: torch.Gene
 
 
 class Batches:
-    """Shuffled, augmented float batches from an in-memory uint8 dataset already on the training device.
+    """Shuffled, augmented float batches from a uint8 dataset: in memory on the training device, or mapped.
 
     The order of epoch e depends only on (seed, e), so a resumed run sees exactly the batches it would have
     seen; augmentation draws from `generator`, whose state the checkpoint carries. The last incomplete batch
-    is dropped (BatchNorm statistics of a handful of images are noise).
+    is dropped (BatchNorm statistics of a handful of images are noise). Images on another device than
+    `device` (a pack mapped in host memory) are gathered there, pinned when the device is a GPU, and copied
+    without blocking.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, seed: int, rotation: float = 0.0,
                  hflip: bool = False, generator: torch.Generator | None = None,
                  memory_format: torch.memory_format = torch.contiguous_format, labels: torch.Tensor | None = None,
-                 rows: Rows | None = None):
-        """batch_size: the global batch; rows: this process's rows of it (several processes), else all."""
+                 rows: Rows | None = None, device: torch.device | None = None):
+        """batch_size: the global batch; rows: this process's rows of it (several processes), else all;
+        device: where batches go (default: where the images are); labels live there."""
         if images.shape[0] < batch_size:
             raise GankitError(f"the data holds {images.shape[0]} images, fewer than one batch of {batch_size}: "
                               "lower batch_size or add images")
@@ -268,6 +308,8 @@ class Batches:
         self.rotation, self.hflip, self.generator = rotation, hflip, generator
         self.memory_format, self.labels = memory_format, labels
         self.rows = rows or Rows(batch_size)
+        self.device = torch.device(device) if device is not None else images.device
+        self.pin = self.device.type == "cuda" and images.device.type == "cpu"
 
     def __len__(self) -> int:
         return self.images.shape[0] // self.batch_size
@@ -278,7 +320,13 @@ class Batches:
             self.seed * 1_000_003 + epoch)).to(self.images.device)
         for i in range(len(self)):
             index = self.rows.take(order[i * self.batch_size:(i + 1) * self.batch_size])
-            batch = augment(to_float(self.images.index_select(0, index)), self.rotation, self.hflip, self.generator,
-                            self.rows)
-            labels = None if self.labels is None else self.labels.index_select(0, index)
+            batch = augment(to_float(self._gather(index)), self.rotation, self.hflip, self.generator, self.rows)
+            labels = None if self.labels is None else self.labels.index_select(0, index.to(self.labels.device))
             yield batch.contiguous(memory_format=self.memory_format), labels
+
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        if self.images.device == self.device:
+            return self.images.index_select(0, index)
+        out = torch.empty((index.numel(), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=self.pin)
+        torch.index_select(self.images, 0, index, out=out)
+        return out.to(self.device, non_blocking=self.pin)

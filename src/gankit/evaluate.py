@@ -11,6 +11,7 @@ from . import checkpoint as ckpt
 from . import classifier as clf
 from . import data as data_mod
 from . import evaluator as ev
+from . import folders
 from . import metrics
 from .errors import GankitError
 from .models import class_labels
@@ -88,7 +89,7 @@ def classify(paths: list[str | Path], evaluator: str | Path) -> list[tuple[str, 
     model = clf.load_classifier(evaluator)
     out = []
     for path in paths:
-        image = data_mod.read_image(Path(path), model.spec.image_size)
+        image = folders.read_image(Path(path), model.spec.image_size)
         if image is None:
             raise GankitError(f"cannot read image {path}")
         image = data_mod.fit(image.unsqueeze(0), model.spec.image_size, model.spec.channels)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 
@@ -20,17 +19,12 @@ from safetensors.torch import load_file, save_file
 
 from . import classifier as clf
 from . import data as data_mod
-from .files import atomic_write
+from .files import atomic_write, cache_dir
 from .metrics import PR_K, Reference
 from .errors import GankitError
 
 HALF_CAP = 10_000
 EVALUATOR_VERSION = 2  # in the cache key: bump when the way evaluators are trained changes (2: half B held out)
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("GANKIT_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "gankit"
 
 
 def _slug(name: str) -> str:

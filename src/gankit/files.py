@@ -41,6 +41,13 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
             raise OSError(errno.EIO, f"the write failed ({cause})", str(path)) from None
         raise
 
+def cache_dir() -> Path:
+    """Where gankit keeps what it can make again: packed folders, evaluators, real-feature references
+    ($GANKIT_CACHE_DIR, default ~/.cache/gankit)."""
+    env = os.environ.get("GANKIT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "gankit"
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

@@ -80,7 +80,7 @@ class Trainer:
                               f"{world.size} processes: use a multiple of {world.size}")
         self.rows = Rows.of(world, cfg.batch_size)  # this rank's rows of every global batch
         # Data: decoded once into a uint8 tensor on the training device; the config's "auto" values decided.
-        self.data = data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
+        self.data = data = self._load_data(cfg)
         classes = len(data.classes or ()) if data.labels is not None else 0
         self.cfg = cfg = config_mod.resolve_for_data(cfg, classes, data.images.shape[1])
         self.plan = config_mod.plan(cfg, self.device.type, world.size)
@@ -94,12 +94,21 @@ class Trainer:
         self.fixed_noise = torch.randn(count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
         self.update = self._build_step()
         labels = data.labels.to(self.device) if cfg.num_classes else None
-        self.batches = data_mod.Batches(data.images.to(self.device), cfg.batch_size, cfg.seed, cfg.rotation,
-                                        cfg.hflip, self.rng, self.memory_format, labels, self.rows)
+        # in-memory data moves to the device once; a mapped pack stays in host memory, gathered per batch
+        images = data.images if data.pack else data.images.to(self.device)
+        self.batches = data_mod.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, self.rng,
+                                        self.memory_format, labels, self.rows, self.device)
         self.quality = self._build_quality() if world.main else None
         self.health = Health(judge_d=self.loss.probability)
         self.resumed = False  # continuing a run directory (with or without a checkpoint)
         self.started = False  # the run directory has been taken up (_open_run_dir)
+
+    def _load_data(self, cfg: Config) -> data_mod.ImageData:
+        """The source, decoded once: a folder is packed by rank 0 (if its cache holds no pack) before any rank
+        maps it."""
+        say = (lambda m: print(f"gankit: {m}", file=sys.stderr)) if self.world.main else None
+        distributed.shared(self.world, lambda: data_mod.prepare(cfg.data, cfg.image_size, cfg.channels, say))
+        return data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
 
     def _build_models(self) -> None:
         """G and D (seeded), their Adam optimizers, and the EMA generator that grids, evaluations and exports use."""
