@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gankit import checkpoint as ckpt
+from gankit import distributed
 from gankit.distributed import Rows, World
 from gankit.records import MetricsFile
 
@@ -132,3 +133,67 @@ def test_rows_split_a_global_draw():
     parts = [Rows.of(w, 8).rand(2, generator=g()) for w in world]
     assert torch.equal(torch.cat(parts), whole) and Rows.of(world[1], 8).count == 2
     assert torch.equal(Rows(8).randn(3, generator=g()), torch.randn(8, 3, generator=g()))
+
+
+def _worker_pids(launcher: int) -> dict[int, int]:
+    """rank -> pid of torchrun's worker processes (its children with RANK in their environment)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            env = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        rank = [e[5:] for e in env if e.startswith(b"RANK=")]
+        if parent == launcher and rank:
+            found[int(rank[0])] = int(stat.parent.name)
+    return found
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gankit",
+           "train", "--preset", "simple-gan", "--epochs", "500", "--out", str(run), *TINY, "--set", "log_every=2"]
+    launcher = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / ckpt.CHECKPOINT).exists() and time.monotonic() < deadline and launcher.poll() is None:
+            time.sleep(0.05)
+        workers = _worker_pids(launcher.pid)
+        assert sorted(workers) == [0, 1], workers
+        os.kill(workers[1], signal.SIGINT)  # rank 1 alone hears it
+        _, err = launcher.communicate(timeout=120)  # no rank is left waiting for the other
+    finally:
+        launcher.kill()
+    # both ranks stop by the shared decision (exit 130 each, rank 0 saying what is on disk), none by an error
+    assert err.count("gankit: interrupted; the checkpoint of epoch") == 2 and "is intact" in err, err[-3000:]
+    assert err.count("exitcode  : 130") == 2, err[-3000:]
+    assert "Connection closed by peer" not in err and "gankit: error" not in err, err[-3000:]
+    saved = ckpt.load_checkpoint(run)["epoch"]
+    assert 1 <= saved < 500
+    steps = [r["step"] for r in _rows(run)]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= saved * 8
+    done = gankit(tmp_path, "train", "--resume", run, "--epochs", str(saved + 1), "--no-progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ckpt.load_checkpoint(run)["epoch"] == saved + 1
+
+
+def test_interrupts_are_noted_once_and_a_later_second_ctrl_c_stops_at_once():
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    with distributed.Interrupts(World(0, 0, 2)) as stops:
+        assert not stops.requested
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # torchrun's forwarded copy of the same Ctrl-C
+        assert stops.requested
+        stops.first -= 10  # a Ctrl-C pressed again, later
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+    with distributed.Interrupts(World()):  # one process: Ctrl-C is Python's own
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)

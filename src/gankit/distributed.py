@@ -10,13 +10,17 @@ The rules the trainer follows (see gankit.train):
 - rank 0 alone writes the run directory; every other rank waits at a barrier where rank 0 writes what
   they depend on (the checkpoint);
 - a decision that ends training (early stop, time limit, an error before training) is made once, on
-  rank 0, and shared (`shared`).
+  rank 0, and shared (`shared`); a Ctrl-C on any rank is noted, not raised (`Interrupts`), and every rank
+  stops after the same step once they have all heard of it (`any_rank`).
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import signal
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -173,6 +177,48 @@ def shared(world: World, decide: Callable[[], Any]) -> Any:
     if kind == "error":
         raise GankitError(value)
     return value
+
+
+def any_rank(world: World, flag: bool, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on at least one."""
+    if not world.several:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+class Interrupts:
+    """Under several processes, a Ctrl-C (SIGINT) is remembered instead of raised where it lands: a rank that
+    stopped alone would leave the others waiting in their next collective. The trainer asks `any_rank` at its
+    checkpoints, so every rank stops after the same step. Signals that arrive together (the terminal's and
+    torchrun's forwarded copy) count as one; another Ctrl-C more than `grace` seconds later stops at once.
+    One process: nothing is installed, Ctrl-C raises KeyboardInterrupt as usual."""
+
+    def __init__(self, world: World, grace: float = 2.0):
+        self.world, self.grace = world, grace
+        self.first: float | None = None
+        self.previous: Any = None
+
+    @property
+    def requested(self) -> bool:
+        return self.first is not None
+
+    def _note(self, signum, frame) -> None:  # noqa: ARG002 - the signal handler's signature
+        now = time.monotonic()
+        if self.first is not None and now - self.first > self.grace:
+            raise KeyboardInterrupt("stopped at once by a second Ctrl-C")
+        self.first = self.first or now
+
+    def __enter__(self) -> "Interrupts":
+        if self.world.several and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def mean(world: World, values: torch.Tensor) -> torch.Tensor:

@@ -102,6 +102,7 @@ class Trainer:
         self.health = Health(judge_d=self.loss.probability)
         self.resumed = False  # continuing a run directory (with or without a checkpoint)
         self.started = False  # the run directory has been taken up (_open_run_dir)
+        self.interrupts = distributed.Interrupts(world)
 
     def _load_data(self, cfg: Config) -> data_mod.ImageData:
         """The source, decoded once: a folder is packed by rank 0 (if its cache holds no pack) before any rank
@@ -206,10 +207,11 @@ class Trainer:
         self.D.train()
         start, trained, stopped = time.perf_counter(), 0, None
         try:
-            while self.epoch < self.cfg.epochs and not stopped:
-                steps, seconds, out_of_time = self.train_epoch(start)
-                trained += steps * self.cfg.batch_size
-                stopped = self.end_epoch(seconds, steps, out_of_time, start)
+            with self.interrupts:
+                while self.epoch < self.cfg.epochs and not stopped:
+                    steps, seconds, out_of_time = self.train_epoch(start)
+                    trained += steps * self.cfg.batch_size
+                    stopped = self.end_epoch(seconds, steps, out_of_time, start)
         finally:
             self.log.close()
         return self.finish(stopped, time.perf_counter() - start, trained)
@@ -246,6 +248,8 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.log_every == 0:
                 bar.set_postfix(self.log.postfix(), refresh=False)
+                if distributed.any_rank(self.world, self.interrupts.requested, self.device):
+                    raise KeyboardInterrupt  # a Ctrl-C on some rank: every rank stops after this same step
                 # rank 0's clock decides for every rank
                 if cfg.time_limit and distributed.shared(self.world, lambda: time.perf_counter() - start
                                                          > cfg.time_limit):
