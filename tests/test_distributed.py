@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -197,3 +198,19 @@ def test_interrupts_are_noted_once_and_a_later_second_ctrl_c_stops_at_once():
     with distributed.Interrupts(World()):  # one process: Ctrl-C is Python's own
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
+
+
+def test_a_folder_is_packed_once_by_rank_0_and_mapped_by_both(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(64):
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8), "L").save(root / f"{i}.png")
+    run = tmp_path / "run"
+    done = gankit(tmp_path, "train", "--preset", "simple-gan", "--epochs", "1", "--out", run, "--data",
+                  f"folder:{root}", *TINY, "--set", "subset=0", procs=2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("gankit: packing 64 images of") == 1  # rank 0 packed; rank 1 waited, then mapped
+    assert len(list((tmp_path / "cache" / "packs").iterdir())) == 1 and len(_rows(run)) == 2
