@@ -268,3 +268,17 @@ def _edit_meta(dest: Path, **changes) -> None:
     meta = json.loads((dest / packs.META).read_text())
     meta.update(changes)
     (dest / packs.META).write_text(json.dumps(meta))
+
+
+def test_batches_from_host_memory_are_gathered_there_and_moved_to_the_training_device(tmp_path):
+    dest = _small_pack(tmp_path / "p")
+    ds = data.load(f"packed:{dest}", image_size=12)
+    labels = ds.labels.to("meta")
+    batches = data.Batches(ds.images, 4, seed=0, labels=labels, device=torch.device("meta"))
+    assert batches.pin is False  # pinned staging only for a GPU
+    (x, y), *_ = list(batches.epoch(0))
+    assert x.device.type == "meta" and x.shape == (4, 1, 12, 12) and y.device.type == "meta"
+    on_host = data.Batches(ds.images, 4, seed=0, labels=ds.labels)
+    (x, y), *_ = list(on_host.epoch(0))
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(0))[:4]
+    assert torch.equal(y, ds.labels[order]) and torch.allclose(x, data.to_float(ds.images[order]))
