@@ -99,6 +99,10 @@ def wrap(world: World, device: torch.device, *modules: torch.nn.Module) -> list[
     # channels-last weights get channels-last gradients, which DDP copies into its flat buckets: correct, a
     # little slower, and said once per process in a warning that tells a user nothing to do
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    # GlobalBatchNorm's differentiable all_reduce: torch >= 2.9 calls it deprecated in favour of a private
+    # module's; it still works, and the warning (printed every step) is not the user's to act on
+    warnings.filterwarnings("ignore", message="torch.distributed.nn.functional.all_reduce is deprecated",
+                            category=FutureWarning)
     quiet = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
              else {"broadcast_buffers": False})  # the newer name (torch >= 2.12), the older one
     return [DDP(m, device_ids=ids, **quiet) for m in modules]
