@@ -20,8 +20,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import PRESETS
-    from .data import SOURCES
+    from .presets import PRESETS  # torch-free: --help imports no torch
+    from .sources import SOURCES
 
     p = _Parser(prog="gankit", description="Train and use GANs on images.")
     p.add_argument("--version", action="version", version=f"gankit {__version__}")
