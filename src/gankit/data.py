@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import imageops
 from .distributed import Rows
 from .errors import GankitError
 from .sources import SOURCES, TORCHVISION_SOURCES
@@ -87,12 +88,10 @@ def load(source: str, data_dir: str | Path | None = None, image_size: int = 28, 
 
 def fit(images: torch.Tensor, image_size: int, channels: int) -> torch.Tensor:
     """Resize a uint8 batch to image_size (square) and convert to 1 or 3 channels; 0 keeps the channel count."""
-    from torchvision.transforms.v2 import functional as TF
-
     if images.shape[-1] != image_size or images.shape[-2] != image_size:
-        images = TF.center_crop(TF.resize(images, [image_size], antialias=True), [image_size, image_size])
+        images = imageops.resize_crop(images, image_size)
     if channels == 1 and images.shape[1] == 3:
-        images = TF.rgb_to_grayscale(images)
+        images = imageops.rgb_to_grayscale(images)
     elif channels == 3 and images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     return images.contiguous()
@@ -149,7 +148,6 @@ def read_image(path: Path, image_size: int):
     not an image, or a decompression bomb: more pixels than Pillow's MAX_IMAGE_PIXELS, whatever its size on
     disk). 16-bit grayscale is scaled to 8 bits, not clipped."""
     from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2 import functional as TF
 
     try:
         with warnings.catch_warnings():
@@ -162,9 +160,7 @@ def read_image(path: Path, image_size: int):
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning):
         return None
-    tensor = TF.pil_to_tensor(img)
-    tensor = TF.center_crop(TF.resize(tensor, [image_size], antialias=True), [image_size, image_size])
-    return tensor
+    return imageops.resize_crop(imageops.pil_to_tensor(img), image_size)
 
 
 def _to_8_bits(img):
