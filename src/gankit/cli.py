@@ -95,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from . import config, train
+    from . import config
     from .distributed import from_env
+    from .train import default_run_dir, resume, train
 
     if args.resume:
         given = [flag for flag, v in (("--preset", args.preset), ("--data", args.data), ("--config", args.config),
@@ -106,13 +107,13 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise GankitError(f"{', '.join(given)} cannot be combined with --resume: the run's config.toml decides")
         changes = config.parse_sets(args.set)
         changes.update({k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None})
-        result = train.resume(args.resume, changes, progress=not args.no_progress)
+        result = resume(args.resume, changes, progress=not args.no_progress)
     else:
         cfg = config.resolve(args.preset, args.config, config.parse_sets(args.set), data=args.data,
                              data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
                              image_size=args.image_size, device=args.device)
-        out = Path(args.out) if args.out else train.default_run_dir(cfg)
-        result = train.train(cfg, out, progress=not args.no_progress)
+        out = Path(args.out) if args.out else default_run_dir(cfg)
+        result = train(cfg, out, progress=not args.no_progress)
     if from_env().main:  # under torchrun, rank 0 speaks for the run
         print(result.summary())
 
