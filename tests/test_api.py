@@ -1,4 +1,4 @@
-"""The Python API: gankit.load and its Generator, and train/resume/generate/evaluate at the top level."""
+"""The Python API: gankit.load and its Generator, and train/resume/generate/evaluate/export at the top level."""
 
 from __future__ import annotations
 
@@ -133,6 +133,7 @@ DOCUMENTED = {"train": ["cfg", "run_dir", "resume", "progress", "settings"],
               "resume": ["run_dir", "changes", "progress", "settings"],
               "generate": ["run_dir", "n", "out", "seed", "device", "klass", "interpolate", "gif", "best", "force"],
               "evaluate": ["run_dir", "n", "evaluator", "best", "seed", "device", "progress", "record", "features"],
+              "export": ["run_dir", "out", "format", "best", "opset", "force"],
               "load": ["run_dir", "best", "device"]}
 
 
@@ -146,15 +147,15 @@ def test_top_level_functions_are_the_documented_ones():
         assert all(p in doc for p in params if p != "settings"), name
 
 
-@pytest.mark.parametrize("first", ["import gankit.train, gankit.generate, gankit.evaluate",
+@pytest.mark.parametrize("first", ["import gankit.train, gankit.generate, gankit.evaluate, gankit.export",
                                    "from gankit.train import resume, train",
                                    "from gankit import cli; cli.main(['generate', '--help'])",
                                    "import gankit"])
 def test_the_names_stay_functions_after_their_modules_are_imported(first):
     # a submodule import binds the module as the package attribute; gankit keeps the function there
     code = (f"try:\n    {first}\nexcept SystemExit:\n    pass\n"
-            "import inspect, sys, gankit, gankit.train, gankit.generate, gankit.evaluate\n"
-            "for name in ('train', 'resume', 'generate', 'evaluate', 'load'):\n"
+            "import inspect, sys, gankit, gankit.train, gankit.generate, gankit.evaluate, gankit.export\n"
+            "for name in ('train', 'resume', 'generate', 'evaluate', 'export', 'load'):\n"
             "    f = getattr(gankit, name)\n"
             "    assert inspect.isfunction(f) and f.__name__ == name, (name, f)\n"
             "from gankit import train\n"

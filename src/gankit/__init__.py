@@ -7,6 +7,7 @@ From Python (each is the library function behind the command of the same name):
     gankit.load(run_dir, best=False, device="cpu") -> Generator   a trained generator: .sample(n), or a Module
     gankit.generate(run_dir, n, out, ...) -> Path             write samples as a grid, an array or a folder
     gankit.evaluate(run_dir, n=None, ...) -> Evaluation       FD, KID, precision/recall against the data
+    gankit.export(run_dir, out=None, format="onnx") -> Path   the generator for other runtimes
 
 `import gankit` imports no torch: each name is imported on first use (PEP 562).
 """
@@ -21,10 +22,10 @@ from .errors import GankitError
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it. train, generate and evaluate are also module names: the package
+# name -> the module that defines it. train, generate, evaluate and export are also module names: the package
 # attribute is the function, also after `import gankit.train` (see _Package).
 _LAZY = {"train": "train", "resume": "train", "load": "pretrained", "Generator": "pretrained",
-         "generate": "generate", "evaluate": "evaluate"}
+         "generate": "generate", "evaluate": "evaluate", "export": "export"}
 __all__ = ["GankitError", "__version__", *_LAZY]
 
 
@@ -41,7 +42,7 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """The package's own type: importing the submodule gankit.train (or generate, evaluate) binds the
+    """The package's own type: importing the submodule gankit.train (or generate, evaluate, export) binds the
     module as the package attribute of that name, and this keeps the function there instead. The submodule
     stays importable (`from gankit.train import resume`, `import gankit.train`): it lives in sys.modules."""
 

@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
 
+    _add_export(sub)
+
     r = sub.add_parser("report", help="write RUN_DIR/report.html: curves, metrics, samples, health, config")
     r.add_argument("run_dir", metavar="RUN_DIR")
 
@@ -92,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-n", type=int, default=64, help="images in the grid (default 64)")
     d.add_argument("-o", "--out", metavar="PNG", help="grid path (default data_SOURCE.png)")
     return p
+
+
+def _add_export(sub) -> None:
+    x = sub.add_parser("export", help="write a run's generator for other programs: ONNX (pip install -e \".[onnx]\")")
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("--format", default="onnx", help="onnx (the only format so far; the default)")
+    x.add_argument("-o", "--out", metavar="PATH", help="the file to write (default RUN_NAME.onnx in this folder)")
+    x.add_argument("--best", action="store_true", help="export best.safetensors instead of the last generator")
+    x.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 18 or later (default: the exporter's)")
+    x.add_argument("--force", action="store_true", help="replace an existing file (never a run's own files)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -149,6 +161,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"gankit: note: {note}", file=sys.stderr)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export, read_info
+
+    out = export(args.run_dir, args.out, format=args.format, best=args.best, opset=args.opset, force=args.force)
+    info = read_info(out)
+    inputs = f"z (N x {info['z_dim']})" + (f", labels (N of {info['num_classes']} classes)" if info["num_classes"] else "")
+    print(f"wrote {out}: {inputs} -> images (N x {info['channels']} x {info['image_size']} x {info['image_size']}, "
+          f"in [-1, 1]), epoch {info['epoch']}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
@@ -194,8 +216,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "report": cmd_report, "classifier": cmd_classifier,
-         "data": cmd_data}[args.command](args)
+        {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "export": cmd_export,
+         "report": cmd_report, "classifier": cmd_classifier, "data": cmd_data}[args.command](args)
     except GankitError as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 2
