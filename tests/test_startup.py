@@ -24,8 +24,12 @@ def _loaded(modules: set[str], names) -> list[str]:
     return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
 
 
-@pytest.mark.parametrize("argv", [[], ["--help"], ["train", "--help"], ["generate", "--help"], ["export", "--help"],
-                                  ["classifier", "train", "--help"], ["--version"], ["no-such-command"]])
+COMMANDS = [["train"], ["generate"], ["evaluate"], ["export"], ["report"], ["classifier"], ["classifier", "train"],
+            ["classifier", "predict"], ["data"]]
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["--version"], ["no-such-command"], ["generate"],
+                                  *[[*command, "--help"] for command in COMMANDS]])
 def test_help_and_usage_errors_import_no_torch(argv):
     modules = _modules_after(f"from gankit.cli import main\nmain({argv!r})")
     assert "gankit.cli" in modules and _loaded(modules, ("torch", "numpy")) == []
