@@ -54,6 +54,7 @@ def test_sample_outputs(mlp_run):
     assert pictures[4].mode == "L" and pictures[4].size == (28, 28)
     assert np.array_equal(np.asarray(pictures[4]), as_uint8[4, 0].numpy())
     assert not torch.equal(floats, g.sample(6, seed=3))
+    assert torch.equal(g.sample(np.int64(6), seed=np.int64(2)), floats)  # numpy's integers are whole numbers
 
 
 def test_the_generator_is_a_module_that_composes(dcgan_run):

@@ -8,6 +8,7 @@ saved at) and is an ordinary torch.nn.Module mapping noise (and labels) to image
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -87,10 +88,11 @@ class Generator(nn.Module):
         """
         if output not in OUTPUTS:
             raise GankitError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not _whole(n) or n < 1:
             raise GankitError(f"n must be a whole number >= 1, got {n!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        if not _whole(seed) or not 0 <= seed < 2**63:
             raise GankitError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
+        n, seed = int(n), int(seed)
         labels = self._labels(n, classes)
         with eval_mode(self):
             blocks = sample_blocks(self, n, self.z_dim, seed, device=self.device,
@@ -151,9 +153,11 @@ def load(run_dir: str | Path, best: bool = False, device: str | torch.device = "
     name = ckpt.BEST if best else ckpt.GENERATOR
     net, cfg = ckpt.load_generator(run_dir, device, name=name)
     info = ckpt.export_info(run_dir, name)
-    return Generator(net, ckpt.model_spec(cfg), info.get("classes"), _whole(info.get("epoch")),
-                     _whole(info.get("step")), Path(run_dir) / name).eval()
+    epoch, step = info.get("epoch"), info.get("step")
+    return Generator(net, ckpt.model_spec(cfg), info.get("classes"), epoch if _whole(epoch) else None,
+                     step if _whole(step) else None, Path(run_dir) / name).eval()
 
 
-def _whole(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _whole(value) -> bool:
+    """An integer (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
