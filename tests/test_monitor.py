@@ -4,7 +4,7 @@ import pytest
 
 from gankit import checkpoint as ckpt
 from gankit import config
-from gankit import train as train_mod
+from gankit import losses as losses_mod
 from gankit.losses import Loss, bce_d_loss
 from gankit.monitor import WINDOW, Diverged, Health, Quality
 from gankit.plots import latest_feature_space, read_metrics
@@ -113,7 +113,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
     run = tmp_path / "run"
     train(tiny_config(eval_every=0, fused=False), run, progress=False)  # the loss registry path
     before = {name: (run / name).read_bytes() for name in (ckpt.CHECKPOINT, ckpt.GENERATOR)}
-    monkeypatch.setitem(train_mod.LOSSES, "bce", Loss(bce_d_loss, lambda fake: fake.mean() * float("nan")))
+    monkeypatch.setitem(losses_mod.LOSSES, "bce", Loss(bce_d_loss, lambda fake: fake.mean() * float("nan")))
     with pytest.raises(Diverged, match="loss_G is not finite"):
         resume(run, {"epochs": 2})
     assert {name: (run / name).read_bytes() for name in before} == before

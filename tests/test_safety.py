@@ -157,11 +157,11 @@ def test_a_run_killed_while_starting_resumes_from_its_config(capsys, tmp_path):
 
 
 def test_divergence_at_the_first_step_says_nothing_was_kept(tmp_path, monkeypatch):
-    from gankit import train as train_mod
+    from gankit import losses as losses_mod
     from gankit.losses import Loss, bce_d_loss
     from gankit.monitor import Diverged
 
-    monkeypatch.setitem(train_mod.LOSSES, "bce", Loss(bce_d_loss, lambda fake: fake.mean() * float("nan")))
+    monkeypatch.setitem(losses_mod.LOSSES, "bce", Loss(bce_d_loss, lambda fake: fake.mean() * float("nan")))
     with pytest.raises(Diverged, match="no checkpoint was written yet") as exc:
         train(tiny_config(eval_every=0, fused=False, subset=64), tmp_path / "run", progress=False)
     assert "intact" not in str(exc.value)

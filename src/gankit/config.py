@@ -21,6 +21,7 @@ from .errors import GankitError
 from .files import atomic_write_text
 from .losses import LOSSES
 from .models import MODELS
+from .presets import PRESETS
 
 
 @dataclass
@@ -82,22 +83,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The simple-GAN tutorial: MLP G/D, Adam 3e-4 with default betas, z 64, batch 32, 50 epochs.
-    "simple-gan": dict(model="mlp", lr=3e-4, beta1=0.9, beta2=0.999, z_dim=64, batch_size=32, epochs=50,
-                       rotation=0.0, conditional=False),
-    # The DCGAN project: lr 2e-3, betas (0.5, 0.99), noise 64, batch 128, 20 epochs. Changes, each chosen from
-    # benchmarks/losses.py (BENCHMARKS.md): no RandomRotation(20) (augmenting only the reals teaches G
-    # rotated digits: FD 109 -> 51) and a generator EMA of 0.999 (FD 51 -> 23), at an equal time budget; the
-    # dcgan model's 28x28 D is wider than the project's (gankit.models.dcgan); on a labeled source the models
-    # are class-conditional (conditional=auto), trained 30 epochs (mnist5k, mean of 3 seeds: FD 3.4x the
-    # real-vs-real floor unconditional at 20 epochs, 2.2x conditional at 20, 1.8x conditional at 30).
-    # `--set rotation=20 --set ema=0 --set d_channels=16,32,64 --set conditional=false --set epochs=20` is the
-    # tutorial exactly. Evaluations every 2 epochs: one costs ~0.8 s of a ~3.4 s epoch on a 2-core CPU.
-    "dcgan": dict(model="dcgan", lr=2e-3, beta1=0.5, beta2=0.99, z_dim=64, batch_size=128, epochs=30,
-                  rotation=0.0, ema=0.999, eval_every=2),
-}
 
 FIELDS = {f.name: f for f in fields(Config)}
 # Keys that a resumed run may change; everything else would make the checkpoint meaningless.

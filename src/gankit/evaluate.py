@@ -45,8 +45,23 @@ class Evaluation:
 def evaluate(run_dir: str | Path, n: int | None = None, evaluator: str | None = None, best: bool = False,
              seed: int = 0, device: str = "cpu", progress: bool = True, record: bool = True,
              features: str = "evaluator") -> Evaluation:
-    """Measure RUN_DIR's generator (or best.safetensors) on n samples (None: as many as the floor's real
-    sample holds; more is capped there, with a note); append the result to metrics.jsonl."""
+    """Measure a run's generator against its data; what `gankit evaluate` does.
+
+    Args:
+        run_dir: a gankit run directory.
+        n: generated images to measure (>= 10); None: as many as the real-vs-real floor's held-out sample
+            holds; more is capped there, with a note (FD is only comparable at equal n).
+        evaluator: a classifier .safetensors whose features to use (default: the run's, or the cached one
+            for its data, trained on first need).
+        best: measure best.safetensors instead of the last generator.
+        seed: the noise seed. device: "cpu", "cuda", ...
+        progress: progress bars on stderr. record: append the result to RUN_DIR/metrics.jsonl.
+        features: "evaluator" (gankit's classifier for the data) or "inception" (Inception-v3; the extra).
+    Returns:
+        an Evaluation: values (fd, kid, precision, recall, coverage, classes_covered, class_kl, spread, ...)
+        beside floor (the same metrics for real vs real data), n, epoch, step and notes; .table() is what the
+        command prints, .to_dict() its JSON.
+    """
     if n is not None and n < 10:
         raise GankitError(f"-n must be >= 10 for the metrics to mean anything, got {n}")
     name = ckpt.BEST if best else ckpt.GENERATOR

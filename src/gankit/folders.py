@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from . import packs
+from . import imageops, packs
 from .errors import GankitError
 from .files import cache_dir
 
@@ -37,7 +37,6 @@ def read_image(path: Path, image_size: int):
     not an image, or a decompression bomb: more pixels than Pillow's MAX_IMAGE_PIXELS, whatever its size on
     disk). 16-bit grayscale is scaled to 8 bits, not clipped. A uint8 tensor C x H x W, C = 1 or 3."""
     from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2 import functional as TF
 
     try:
         with warnings.catch_warnings():
@@ -50,9 +49,7 @@ def read_image(path: Path, image_size: int):
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning):
         return None
-    tensor = TF.pil_to_tensor(img)
-    tensor = TF.center_crop(TF.resize(tensor, [image_size], antialias=True), [image_size, image_size])
-    return tensor
+    return imageops.resize_crop(imageops.pil_to_tensor(img), image_size)
 
 
 def _to_8_bits(img):
@@ -106,14 +103,12 @@ def _worker_start() -> None:
 
 def _decode(task: tuple[list[Path], int, int]) -> list[np.ndarray | None]:
     """Decode files at image_size with `channels` (0: as they are); None for an unreadable file."""
-    from torchvision.transforms.v2 import functional as TF
-
     paths, image_size, channels = task
     out = []
     for p in paths:
         t = read_image(p, image_size)
         if t is not None and channels == 1 and t.shape[0] == 3:
-            t = TF.rgb_to_grayscale(t)
+            t = imageops.rgb_to_grayscale(t)
         elif t is not None and channels == 3 and t.shape[0] == 1:
             t = t.expand(3, -1, -1)
         out.append(None if t is None else t.numpy())

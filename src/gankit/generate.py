@@ -10,11 +10,12 @@ import torch
 from numpy.lib.format import open_memmap
 
 from . import data as data_mod
-from .checkpoint import BEST, CHECKPOINT, CONFIG, GENERATOR, export_info, load_generator
 from .errors import GankitError
 from .files import atomic_write
 from .images import grid, save_gif, save_png
 from .models import class_labels
+from .outputs import check_output
+from .pretrained import find_class, load
 from .sampling import BLOCK, sample_blocks
 
 
@@ -22,12 +23,7 @@ def resolve_class(name: str, classes: list[str] | None, num_classes: int) -> int
     """A class given by name ("7", "Sneaker") or by index, for a conditional run."""
     if not num_classes:
         raise GankitError("--class needs a conditional run: train with --set conditional=true")
-    classes = classes or [str(i) for i in range(num_classes)]
-    if name in classes:
-        return classes.index(name)
-    if name.isdigit() and int(name) < num_classes:
-        return int(name)
-    raise GankitError(f"unknown class {name!r}: this run draws {', '.join(classes)}")
+    return find_class(name, classes or [str(i) for i in range(num_classes)])
 
 
 def latent_walks(rows: int, frames: int, z_dim: int, seed: int = 0) -> torch.Tensor:
@@ -45,23 +41,32 @@ MAX_WALK_IMAGES = 100_000  # walks x frames with --interpolate
 def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0, device: str = "cpu",
              klass: str | None = None, interpolate: int = 0, gif: bool = False, best: bool = False,
              force: bool = False) -> Path:
-    """Write samples to `out`: .png -> one grid, .npy -> float32 array in [-1, 1], directory -> PNG each.
+    """Write samples of a run's generator to a file or folder; what `gankit generate` does.
 
-    best: draw from best.safetensors (the lowest FD during training) instead of the last generator.
-    klass: draw only this class (conditional runs). interpolate=K: n rows of K frames walking between random
-    latent points (a grid with one walk per row); gif: also an animated GIF of the walks (out with .gif).
-    An existing output is replaced only with force=True; a run directory's files never are.
+    Args:
+        run_dir: a gankit run directory.
+        n: images (default 64), or walks with interpolate (default 8).
+        out: a .png path (one grid), a .npy path (float32 N x C x H x W in [-1, 1]) or a directory (a PNG each).
+        seed: the noise seed: the same seed draws the same images (gankit.load(run_dir).sample(n, seed) too).
+        device: "cpu", "cuda", ...
+        klass: draw only this class, by name or index (conditional runs).
+        interpolate: K > 1: n rows of K frames walking between random latent points (one walk per row).
+        gif: with interpolate, also an animated GIF of the walks (out with .gif).
+        best: draw from best.safetensors (the lowest FD during training) instead of the last generator.
+        force: replace an existing output (a run directory's own files never are).
+    Returns:
+        the path written (out).
     """
     n = n if n is not None else (8 if interpolate else 64)
     out = Path(out)
     kind = "dir" if out.is_dir() or out.suffix == "" else out.suffix.lower()
     total = _check_request(n, interpolate, gif, kind, out, seed)
-    generator, cfg = load_generator(run_dir, device, name=BEST if best else GENERATOR)
-    _check_output(out, kind, gif, force, total)
-    wanted = None if klass is None else resolve_class(klass, export_info(run_dir).get("classes"), cfg.num_classes)
-    labels = _labels(cfg.num_classes, n, interpolate, wanted)
-    noise = latent_walks(n, interpolate, cfg.z_dim, seed).reshape(total, -1) if interpolate else None
-    blocks = sample_blocks(generator, total, cfg.z_dim, seed, device=device, labels=labels, noise=noise)
+    generator = load(run_dir, best=best, device=device)
+    _check_output(out, kind, gif, force)
+    wanted = None if klass is None else resolve_class(klass, generator.classes, generator.num_classes)
+    labels = _labels(generator.num_classes, n, interpolate, wanted)
+    noise = latent_walks(n, interpolate, generator.z_dim, seed).reshape(total, -1) if interpolate else None
+    blocks = sample_blocks(generator, total, generator.z_dim, seed, device=device, labels=labels, noise=noise)
     out.parent.mkdir(parents=True, exist_ok=True)
     if gif or kind in (".png", ".gif"):  # held whole: at most MAX_GRID images per grid, MAX_WALK_IMAGES walks
         floats = torch.cat(list(blocks))
@@ -74,10 +79,10 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
     if kind == "dir":
         _write_folder(out, blocks, total)
     elif kind == ".npy":
-        _write_npy(out, blocks, (total, cfg.channels, cfg.image_size, cfg.image_size))
+        _write_npy(out, blocks, (total, *generator.image_shape))
     elif kind == ".png":
         # a walk per row; a conditional grid of mixed classes has one class per column
-        nrow = interpolate or (cfg.num_classes if cfg.num_classes and klass is None else None)
+        nrow = interpolate or (generator.num_classes if generator.num_classes and klass is None else None)
         atomic_write(out, lambda tmp: save_png(grid(images, nrow=nrow), tmp))
     return out
 
@@ -107,23 +112,14 @@ def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path, se
     return total
 
 
-def _check_output(out: Path, kind: str, gif: bool, force: bool, total: int) -> None:
-    """Never into a run directory (links and relative paths resolved); an existing output only with force."""
-    real = out.resolve()
-    for folder in [real, *real.parents] if kind == "dir" else real.parents:
-        if (folder / CONFIG).is_file() and ((folder / GENERATOR).is_file() or (folder / CHECKPOINT).is_file()):
-            raise GankitError(f"{out} is inside the run directory {folder}: write samples elsewhere "
-                              "(a run's own files are never replaced)")
+def _check_output(out: Path, kind: str, gif: bool, force: bool) -> None:
+    """Never into a run directory; an existing output only with force (gankit.outputs)."""
     targets = [out.with_suffix(".gif")] if gif else []
     if kind == "dir":
         targets += [p for p in out.iterdir()][:1] if out.is_dir() else []  # any file in it may be overwritten
     elif kind != ".gif":
         targets.append(out)
-    existing = [t for t in targets if t.exists() or t.is_symlink()]
-    if existing and not force:
-        raise GankitError(f"{existing[0]} exists: pass --force to replace it, or choose another -o")
-    for orphan in real.parent.glob(f".{real.name}.*.tmp"):  # left by a generate killed while writing it
-        orphan.unlink(missing_ok=True)
+    check_output(out, targets, force, "samples", folder=kind == "dir")
 
 
 def _labels(num_classes: int, n: int, interpolate: int, wanted: int | None):

@@ -1,5 +1,5 @@
-"""Image grids and PNG files: torchvision tiles the grid, Pillow writes it (torchvision.io's PNG codec is
-deprecated since torchvision 0.29). Grayscale stays one channel on disk."""
+"""Image grids and PNG files: gankit tiles the grid (as torchvision's make_grid does, without importing
+torchvision), Pillow writes it. Grayscale stays one channel on disk."""
 
 from __future__ import annotations
 
@@ -10,12 +10,18 @@ import torch
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
-    """Tile N x C x H x W uint8 images into one C x H' x W' uint8 grid, about square by default."""
-    from torchvision.utils import make_grid
-
-    nrow = nrow or max(1, int(len(images) ** 0.5))
-    tiled = make_grid(images.cpu(), nrow=nrow, padding=padding)
-    return tiled[:1] if images.shape[1] == 1 else tiled  # make_grid always returns 3 channels
+    """Tile N x C x H x W uint8 images into one C x H' x W' uint8 grid, about square by default: nrow images a
+    row, `padding` black pixels around and between them (a single image is returned as it is)."""
+    n, c, h, w = images.shape
+    if n == 1:
+        return images[0].cpu()
+    cols = min(nrow or max(1, int(n ** 0.5)), n)
+    rows = -(-n // cols)
+    out = images.new_zeros((c, (h + padding) * rows + padding, (w + padding) * cols + padding), device="cpu")
+    for k, image in enumerate(images.cpu()):
+        top, left = (k // cols) * (h + padding) + padding, (k % cols) * (w + padding) + padding
+        out[:, top:top + h, left:left + w] = image
+    return out
 
 
 def save_png(image: torch.Tensor, path: str | Path) -> None:

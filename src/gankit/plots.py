@@ -28,20 +28,23 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
+def _figure(width: float, height: float):
+    """A matplotlib figure rendered by Agg when saved, without pyplot (its import, backend and figure registry)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
 def plot_loss_curves(metrics_path: str | Path, out, probability: bool = True) -> Path | None:
     """Two panels: loss_D and loss_G; D(x) and D(G(z)). Raw values faint, moving average bold.
     `out` is a path or a binary file object; probability=False for losses whose D scores are raw outputs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = read_metrics(metrics_path)
     if not rows:
         return None
     steps = np.array([number(r, "step") for r in rows])
     window = max(1, len(rows) // 50)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig = _figure(12, 4.2)
+    axes = fig.subplots(1, 2)
     for ax, keys, title in ((axes[0], ("loss_D", "loss_G"), "losses"),
                             (axes[1], ("D(x)", "D(G(z))"),
                              "discriminator outputs (probability)" if probability else "discriminator scores")):
@@ -58,7 +61,6 @@ def plot_loss_curves(metrics_path: str | Path, out, probability: bool = True) ->
         axes[1].axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
     fig.tight_layout()
     fig.savefig(out, dpi=100, format="png")
-    plt.close(fig)
     return out
 
 
@@ -78,18 +80,14 @@ def latest_feature_space(evals: list[dict]) -> list[dict]:
 def plot_metric_curves(metrics_path: str | Path, out) -> bool:
     """FD, precision, recall and class coverage per evaluation during training, with the real-vs-real
     floor dashed. `out` is a path or a binary file object. False when the run has no evaluations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     evals = [r for r in read_metrics(metrics_path, kind="eval") if r.get("source") == "train"]
     if not evals:
         return False
     rows = latest_feature_space(evals)  # a run resumed under another evaluator is drawn from that change on
     epochs = [number(r, "epoch") for r in rows]
     panels = [(k, t) for k, t in METRIC_PANELS if k in rows[-1]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    fig = _figure(4 * len(panels), 3.4)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
         ax.plot(epochs, [number(r, key) for r in rows], marker="o", color="tab:blue", label="run")
         floor = number(rows[-1].get("floor") if isinstance(rows[-1].get("floor"), dict) else {}, key)
@@ -106,5 +104,4 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
                      "another feature space)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=90, format="png")
-    plt.close(fig)
     return True

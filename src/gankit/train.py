@@ -31,16 +31,30 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.preset}-{source}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
-          progress: bool = True) -> RunResult:
-    """Train a new run into run_dir (which must not exist yet, or be empty), or continue it with resume=True.
+def train(cfg: Config | str | None = None, run_dir: str | Path | None = None, resume: bool = False,
+          progress: bool = True, **settings: Any) -> RunResult:
+    """Train a new run into run_dir, or continue it with resume=True; what `gankit train` does.
+
+    Args:
+        cfg: a preset name ("dcgan", "simple-gan"), a Config (gankit.config.resolve), or None: the dcgan preset.
+        run_dir: the run directory to create (it must not exist yet, or be empty); None: runs/PRESET-SOURCE-TIME.
+        resume: continue run_dir from its checkpoint (gankit.resume is the usual way to ask for it).
+        progress: a progress bar and notes on stderr.
+        **settings: config values over the preset or cfg, as `--set key=value` gives them: epochs=5,
+            data="folder:faces", image_size=64, subset=1000, eval_every=0, device="cpu", ...
+    Returns:
+        a RunResult: run_dir, epochs, steps, seconds, images_per_s, the last losses (last), best_fd and
+        best_epoch (when evaluated), health findings; .summary() is what the command prints.
+    Raises:
+        GankitError on a bad setting, an existing run_dir, bad data, or a diverged run (which names the intact
+        checkpoint).
 
     The run directory is claimed first (gankit.rundir: one writer at a time). A resumed run continues from its
     checkpoint, or from epoch 1 with its config.toml when it was stopped before its first checkpoint.
     Under torchrun every process calls this alike: the process group is started here (and ended on every
     exit), rank 0 claims and writes the run directory, and every rank trains its share of each batch.
-    Returns the run's summary (rank 0's is the one with every number).
     """
+    cfg = _config(cfg, settings)
     world = distributed.from_env()
     owns_group = world.several and not dist.is_initialized()
     device = distributed.start(world, resolve_device(cfg.device))
@@ -51,6 +65,16 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     finally:
         if owns_group:
             distributed.stop()
+
+
+def _config(cfg: Config | str | None, settings: dict[str, Any]) -> Config:
+    if isinstance(cfg, Config):
+        return config_mod.override(cfg, settings) if settings else cfg
+    if cfg is not None and not isinstance(cfg, str):
+        raise GankitError(f"train() takes a preset name or a Config, not a {type(cfg).__name__}")
+    if cfg is not None and "preset" in settings:
+        raise GankitError("give the preset once: as the first argument or as preset=, not both")
+    return config_mod.resolve(cfg or settings.pop("preset", None), sets=settings)
 
 
 def _claimed(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: distributed.World,
@@ -108,10 +132,22 @@ def _trained_past_epoch_1(run_dir: Path) -> bool:
     return not isinstance(epoch, int) or epoch > 1
 
 
-def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress: bool = True) -> RunResult:
-    """Continue a run from its checkpoint; only epochs and machinery settings may change."""
+def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress: bool = True,
+           **settings: Any) -> RunResult:
+    """Continue a run from its checkpoint; what `gankit train --resume RUN_DIR` does.
+
+    Args:
+        run_dir: the run directory to continue (its config.toml decides everything else).
+        changes, **settings: values to change, epochs=60 above all; only epochs and machinery settings may
+            change (gankit.config.RESUMABLE_KEYS).
+        progress: a progress bar and notes on stderr.
+    Returns:
+        a RunResult, as train() returns.
+    Raises:
+        GankitError when run_dir is no run, its checkpoint does not fit its config, or a change is not allowed.
+    """
     cfg = ckpt.load_run_config(run_dir)
-    changes = changes or {}
+    changes = {**(changes or {}), **settings}
     bad = sorted(set(changes) - config_mod.RESUMABLE_KEYS)
     if bad:
         raise GankitError(f"cannot change {', '.join(bad)} when resuming (only "

@@ -1,0 +1,38 @@
+"""Where commands write what they make from a run (samples, exported models): the rules they share.
+
+Never into a run directory (its own files are replaced only by training), an existing output only with
+force, and temporary files left by a killed writer cleared before the next write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from .checkpoint import CHECKPOINT, CONFIG, GENERATOR
+from .errors import GankitError
+
+
+def run_dir_holding(path: Path, folder: bool = False) -> Path | None:
+    """The run directory that `path` would be written into (links and relative paths resolved), or None.
+    folder: path is a directory to write into, so it may be a run directory itself."""
+    real = path.resolve()
+    for parent in [real, *real.parents] if folder else real.parents:
+        if (parent / CONFIG).is_file() and ((parent / GENERATOR).is_file() or (parent / CHECKPOINT).is_file()):
+            return parent
+    return None
+
+
+def check_output(out: Path, targets: Iterable[Path], force: bool, what: str, folder: bool = False) -> None:
+    """Refuse to write `out` (the files `targets`) inside a run directory, or over existing files without force;
+    then clear out's orphaned temporary files. what: the kind of output, for the message ("samples")."""
+    run = run_dir_holding(out, folder)
+    if run is not None:
+        raise GankitError(f"{out} is inside the run directory {run}: write {what} elsewhere "
+                          "(a run's own files are never replaced)")
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not force:
+        raise GankitError(f"{existing[0]} exists: pass --force to replace it, or choose another -o")
+    real = out.resolve()
+    for orphan in real.parent.glob(f".{real.name}.*.tmp"):  # left by a writer killed while writing it
+        orphan.unlink(missing_ok=True)
