@@ -76,3 +76,28 @@ def test_r1_changes_the_d_step_only_when_asked():
         real = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(2)) * 2 - 1
         results[r1] = step(real, None, torch.randn(8, 64, generator=torch.Generator().manual_seed(3)), True, r1)[0]
     assert results[True].item() > results[False].item()  # the penalty is added to loss_D
+
+
+class _Wrapped(torch.nn.Module):
+    """Stands for torch.compile's module: it runs the inner one and cannot be truth-tested (len() raises)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        return self.inner(*args, **kwargs)
+
+    def __len__(self):
+        raise TypeError(f"{type(self.inner).__name__} does not support len()")
+
+
+def test_the_step_runs_through_wrapped_networks_such_as_compiled_ones():
+    G, D, (opt_g, opt_d) = _pair()
+    g_run, d_run = _Wrapped(G), _Wrapped(D)
+    step = _autograd(G, D, opt_g, opt_d, g_run=g_run, d_run=d_run, d_for_g=None)
+    gen = torch.Generator().manual_seed(1)
+    out = step(torch.rand(8, 1, 28, 28, generator=gen) * 2 - 1, None, torch.randn(8, 64, generator=gen), True, False)
+    assert all(torch.isfinite(x) for x in out)
+    assert g_run.calls == 1 and d_run.calls >= 2  # G once (its fake reused), D for the D and the G step

@@ -48,8 +48,11 @@ class AutogradStep:
                  autocast: bool = False, g_run: nn.Module | None = None, d_run: nn.Module | None = None,
                  d_for_g: nn.Module | None = None, rows: Rows | None = None):
         self.G, self.D, self.opt_g, self.opt_d, self.loss = G, D, opt_g, opt_d, loss
-        self.g_run, self.d_run = g_run or G, d_run or D
-        self.d_for_g = d_for_g or self.d_run  # D in the G step (not DDP's wrapper: D's gradients are not wanted)
+        # (`is None`, not `or`: truth-testing a compiled module calls len() on it, which raises)
+        self.g_run = G if g_run is None else g_run
+        self.d_run = D if d_run is None else d_run
+        self.d_for_g = self.d_run if d_for_g is None else d_for_g  # D in the G step (not DDP's wrapper: D's
+        # gradients are not wanted)
         self.rows = rows  # this rank's rows of the global batch (several processes), for the penalty's draws
         self.augment, self.rng = augment, rng
         self.smoothing, self.gp_lambda, self.r1_weight = label_smoothing, gp_lambda, r1_weight

@@ -140,7 +140,7 @@ class Trainer:
         d_for_g = self.D if self.world.several else None
         if self.plan.compile:
             g_run, d_run = torch.compile(g_run), torch.compile(d_run)
-            d_for_g = d_for_g and torch.compile(d_for_g)
+            d_for_g = None if d_for_g is None else torch.compile(d_for_g)
         return AutogradStep(self.G, self.D, self.opt_g, self.opt_d, self.loss,
                             lambda x: diff_augment(x, policy, self.rng, self.rows) if policy else x, self.rng,
                             label_smoothing=cfg.label_smoothing, gp_lambda=cfg.gp_lambda,
