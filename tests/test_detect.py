@@ -324,6 +324,20 @@ def test_the_discriminator_normalizes_with_its_real_images_statistics(dcgan_run,
                               running.tensors["d.base.body.1.running_mean"])
 
 
+def test_a_projection_discriminator_is_scored_under_every_class_at_once(dcgan_run):
+    from gankit.detect.discriminator import DiscriminatorDetector
+    from gankit.models import run
+
+    detector = DiscriminatorDetector.from_run(dcgan_run, data_mod.load("mnist5k", subset=256).images)
+    x = data_mod.to_float(inputs.load_fakes(dcgan_run, 20, (1, 28)).images)
+    with torch.no_grad():
+        detector.net.eval()
+        one_by_one = torch.stack([run(detector.net, x, torch.full((20,), y)) for y in range(10)], 1)
+        assert torch.allclose(detector.per_class(x), one_by_one, atol=1e-5)
+        realness = one_by_one.max(1).values
+    assert torch.allclose(detector.scores(data_mod.to_uint8(x)), torch.sigmoid(-realness), atol=1e-5)
+
+
 def store_detector(stored, **changes):
     from gankit.detect.methods import restore
 

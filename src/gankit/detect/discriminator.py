@@ -36,7 +36,7 @@ from .. import checkpoint as ckpt
 from .. import config as config_mod
 from .. import data as data_mod
 from ..errors import GankitError
-from ..models import build, eval_mode, run
+from ..models import ProjectionDiscriminator, build, eval_mode, run
 from .base import Detector, prefixed, unprefixed
 
 BOUNDARY = {"bce": 0.0, "hinge": 0.0, "wgan-gp": 0.0, "lsgan": 0.5}
@@ -117,9 +117,18 @@ class DiscriminatorDetector(Detector):
         with eval_mode(self.net):
             if not self.cfg.num_classes:
                 return run(self.net, x).float().view(-1)
-            per_class = torch.stack([run(self.net, x, torch.full((len(x),), y, dtype=torch.long)).float().view(-1)
-                                     for y in range(self.cfg.num_classes)])
-        return per_class.max(0).values if self.settings["label_rule"] == "max" else per_class.mean(0)
+            per_class = self.per_class(x)
+        return per_class.max(1).values if self.settings["label_rule"] == "max" else per_class.mean(1)
+
+    def per_class(self, x: torch.Tensor) -> torch.Tensor:
+        """D(x, y) for every class y: N x classes. A projection D's body runs once: D(x, y) = head(h) +
+        <embed(y), h> is head(h) plus one matrix product with every class embedding."""
+        net = self.net
+        if isinstance(net, ProjectionDiscriminator):
+            h = net.base.body(x)
+            return (net.base.head(h).view(-1, 1) + h @ net.embed.weight.t()).float()
+        return torch.stack([run(net, x, torch.full((len(x),), y, dtype=torch.long)).float().view(-1)
+                            for y in range(self.cfg.num_classes)], 1)
 
     def fit(self, *args, **kwargs):  # noqa: D102
         raise GankitError("the discriminator method trains nothing: make its detector with --run RUN_DIR")
