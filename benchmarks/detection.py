@@ -14,7 +14,7 @@ images, after JPEG quality 75, and after Gaussian blur sigma 1. The discriminato
 checkpoint's BatchNorm statistics and with the mean over classes, on its own generator.
 
 Prints one JSON object; `--markdown FILE.json` prints the tables of a saved result instead.
-Usage: python benchmarks/detection.py [--out DIR] [--epochs 30] > detection.json
+Usage: python benchmarks/detection.py [--out DIR] [--epochs 30] [--threads 1] > detection.json
 """
 
 from __future__ import annotations
@@ -215,11 +215,17 @@ def main() -> None:
     parser.add_argument("--out", help="keep everything here (default: a temporary folder)")
     parser.add_argument("--epochs", type=int, default=30, help="dcgan epochs (the preset's default is 30)")
     parser.add_argument("--simple-epochs", type=int, help="simple-gan epochs (default: the preset's 50)")
+    parser.add_argument("--threads", type=int, help="torch threads (on a shared machine, 1 avoids the threads "
+                                                    "waiting for each other)")
     parser.add_argument("--markdown", metavar="FILE.json", help="print the tables of a saved result and exit")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     work = Path(args.out or tempfile.mkdtemp())
     work.mkdir(parents=True, exist_ok=True)
     print(json.dumps(run_benchmark(work, args.epochs, args.simple_epochs), indent=1))

@@ -22,6 +22,7 @@ from gankit.detect.training import train_detector
 from gankit.images import save_png
 
 from .conftest import snapshot
+from .test_inception import stub_weights  # noqa: F401 - a fixture
 
 TRAINED = ["cnn", "probe", "spectrum"]
 FAST = {"cnn": {"epochs": 4}}  # enough for the data below; the default (20, early-stopped) is for real use
@@ -109,6 +110,15 @@ def test_identical_distributions_are_at_chance(synth, tmp_path, method):
     trained = _train(synth, method, "same_train", tmp_path / "det")
     result = evaluate_detector(trained.path, synth["real"], [synth["same_test"]], roc=False, record=False)
     assert 0.4 <= result.values["auc"] <= 0.6, result.values
+
+
+def test_the_probe_can_use_inception_features(synth, tmp_path, stub_weights):
+    trained = _train(synth, "probe", "corner_train", tmp_path / "det", features="inception", n=100)
+    stored = store.read(trained.path)
+    assert stored.config["settings"]["features"] == "inception"
+    assert not any(k.startswith("features.") for k in stored.tensors)  # the weights come from the extra
+    result = evaluate_detector(trained.path, synth["real"], [synth["corner_test"]], n=100, roc=False)
+    assert result.values["auc"] >= 0.99  # the stub's pooled pixels see the bright corner
 
 
 def test_the_cnn_is_early_stopped_on_validation_and_keeps_its_best_epoch(synth, tmp_path):
