@@ -14,7 +14,6 @@ import torch
 
 from gankit import classifier as clf
 from gankit import data as data_mod
-from gankit.cli import main
 from gankit.detect import evaluation, inputs, perturb, store
 from gankit.detect.evaluation import evaluate_detector, score_files
 from gankit.detect.metrics import detection_metrics
@@ -23,6 +22,7 @@ from gankit.images import save_png
 
 from .conftest import snapshot
 from .test_inception import stub_weights  # noqa: F401 - a fixture
+from .test_safety import _cli
 
 TRAINED = ["cnn", "probe", "spectrum"]
 FAST = {"cnn": {"epochs": 4}}  # enough for the data below; the default (20, early-stopped) is for real use
@@ -69,12 +69,6 @@ def synth(tmp_path_factory):
 def _train(synth, method, fake, out, **kw):
     return train_detector(synth["real"], [synth[fake]], method, out, evaluator=synth["evaluator"], progress=False,
                           **{**FAST.get(method, {}), **kw})
-
-
-def _cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ------------------------------------------------------------------ the numbers
