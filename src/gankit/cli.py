@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
                                                   "it with --data packed:DIR")
     d.add_argument("-n", type=int, default=64, help="images in the grid (default 64)")
     d.add_argument("-o", "--out", metavar="PNG", help="grid path (default data_SOURCE.png)")
+    from .detect.cli import add_parser as add_detect_parser  # argparse only: no torch
+    add_detect_parser(sub, _Parser)
     return p
 
 
@@ -176,9 +178,16 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from .detect.page import is_detector, write_detector_report
     from .report import write_report
 
-    print(f"wrote {write_report(args.run_dir)}")
+    print(f"wrote {(write_detector_report if is_detector(args.run_dir) else write_report)(args.run_dir)}")
+
+
+def cmd_detect(args: argparse.Namespace) -> None:
+    from .detect.cli import run
+
+    run(args)
 
 
 def cmd_classifier(args: argparse.Namespace) -> None:
@@ -228,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "export": cmd_export,
-         "report": cmd_report, "classifier": cmd_classifier, "data": cmd_data}[args.command](args)
+         "report": cmd_report, "classifier": cmd_classifier, "data": cmd_data, "detect": cmd_detect}[args.command](args)
     except GankitError as exc:
         print(f"gankit: error: {exc}", file=sys.stderr)
         return 2

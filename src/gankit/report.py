@@ -13,6 +13,8 @@ from pathlib import Path
 
 from . import checkpoint as ckpt
 from . import metrics as metrics_mod
+from .detect.store import evaluations_of_run
+from .detect.tables import evaluation_table
 from .losses import LOSSES
 from .plots import plot_loss_curves, plot_metric_curves, read_metrics
 
@@ -108,6 +110,7 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append("<p class='ok'>No problems found: no mode collapse, no runaway discriminator, no divergence."
                      "</p>")
 
+    parts.append(_detectability(run_dir))
     parts.append("<h2>Config</h2><pre>" + html.escape((run_dir / ckpt.CONFIG).read_text()) + "</pre>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>gankit report: "
             f"{html.escape(run_dir.name)}</title><style>{STYLE}</style></head><body>"
@@ -115,3 +118,15 @@ def write_report(run_dir: str | Path) -> Path:
     out = run_dir / "report.html"
     ckpt.atomic_write(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return out
+
+
+def _detectability(run_dir: Path) -> str:
+    """How detectable the run's fakes are: every evaluation of them by a detector beside the run (gankit detect
+    eval records where its fakes came from; nothing is written to the run). Empty when there is none."""
+    found = list(evaluations_of_run(run_dir))
+    if not found:
+        return ""
+    names = {id(row): f"{folder.name} ({config.get('method')})" for folder, config, row in found}
+    return ("<h2>Detectability</h2><p>Detectors beside this run that were evaluated on its fakes (ROC AUC 0.5: "
+            "the detector cannot tell them from real images; 1: it always can):</p>"
+            + evaluation_table([row for _, _, row in found], ("detector", lambda row: names[id(row)])))

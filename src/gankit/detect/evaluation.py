@@ -1,0 +1,141 @@
+"""`gankit detect eval` and `gankit detect score`: a detector measured on real and fake images it never saw.
+
+Real images the detector was trained on (recorded as hashes when it was made) are left out wherever they come
+from, and so are its training fakes; the two sides are balanced (as many fakes as real images). `jpeg` and `blur`
+degrade every test image the same way (blur first), the robustness conditions of Wang et al. 2020. The result
+is printed, appended to the detector's metrics.jsonl (one "eval" record) and drawn as a ROC curve (roc.png).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import GankitError
+from ..files import atomic_write
+from ..records import MetricsFile
+from . import inputs, perturb, store
+from .methods import restore
+from .metrics import detection_metrics, labels_for, roc_points
+from .roc import plot_roc
+from .tables import condition, describe_fakes
+
+DEFAULT_N = 5000  # real images per evaluation (as many fakes)
+CAVEAT = ("scores are not calibrated for generators the detector was not trained on: rank images with them, "
+          "do not read them as probabilities (`gankit detect eval` measures how far they transfer)")
+
+
+@dataclass
+class DetectEvaluation:
+    detector: Path
+    method: str
+    values: dict[str, float]
+    real: dict[str, Any]
+    fakes: list[dict[str, Any]]
+    jpeg: int | None
+    blur: float | None
+    roc: dict[str, list[float]]
+    roc_png: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "eval", "method": self.method, "real": self.real, "fakes": self.fakes,
+                "jpeg": self.jpeg, "blur": self.blur, **{k: round(v, 5) for k, v in self.values.items()},
+                "roc": self.roc, "time": datetime.now().isoformat(timespec="seconds")}
+
+    def table(self) -> str:
+        v, real = self.values, self.real
+        fakes = "; ".join(describe_fakes(f) for f in self.fakes)
+        lines = [f"detector {self.detector} ({self.method}): {real['n']} real images of {real['source']} "
+                 f"({real['left_out']} it trained on left out) vs {sum(f['n'] for f in self.fakes)} fakes "
+                 f"({fakes}){condition(self.jpeg, self.blur, ', ')}",
+                 f"  ROC AUC            {v['auc']:.4f}",
+                 f"  average precision  {v['ap']:.4f}",
+                 f"  accuracy at 0.5    {v['acc']:.4f}   (real {v['real_acc']:.4f}, fake {v['fake_acc']:.4f})",
+                 f"  oracle accuracy    {v['oracle_acc']:.4f}   at threshold {v['oracle_threshold']:.4g}, chosen on "
+                 "these very labels: an upper bound, not a result"]
+        if self.roc_png:
+            lines.append(f"ROC curve: {self.roc_png}")
+        return "\n".join(lines)
+
+
+def evaluate_detector(detector_dir: str | Path, real: str, fakes: Sequence[str], n: int | None = None,
+                      seed: int = 0, best: bool = False, jpeg: int | None = None, blur: float | None = None,
+                      data_dir: str | None = None, roc: str | Path | bool = True,
+                      record: bool = True) -> DetectEvaluation:
+    """Measure the detector at detector_dir on up to n real images of `real` (default 5,000) and as many fakes
+    from `fakes` (a run's drawn from noise seed `seed`); roc: where the ROC PNG goes (True: DETECTOR_DIR/roc.png,
+    False: nowhere); record: append the result to the detector's metrics.jsonl."""
+    perturb.check(jpeg, blur)
+    if n is not None and n < 2:
+        raise GankitError(f"-n must be >= 2, got {n}")
+    if not fakes:
+        raise GankitError("give the fakes to measure with --fake FAKES (a run, a folder or an .npy file)")
+    stored = store.read(detector_dir)
+    detector = restore(stored.config["method"], stored.config["settings"], stored.tensors)
+    data = inputs.load_real(real, stored.shape, data_dir)
+    index, left_out = inputs.unseen(data.images, stored.hashes("real"), min(n or DEFAULT_N, inputs.MAX_IMAGES), seed)
+    if len(index) == 0:
+        raise GankitError(f"every real image of {real} was used to train {stored.path} (or its run): evaluate "
+                          "on real images it never saw")
+    real_images = data.images[index.sort().values]
+    fake_sets, notes = _fakes(stored, fakes, len(real_images), seed, best)
+    fake_images = torch.cat([f.images for f in fake_sets])
+    real_images = real_images[:len(fake_images)]  # as many real as fake images
+    labels = labels_for(len(real_images), len(fake_images))
+    scores = detector.scores(perturb.perturb(torch.cat([real_images, fake_images]), jpeg, blur)).numpy()
+    result = DetectEvaluation(stored.path, stored.config["method"], detection_metrics(labels, scores),
+                              {"source": real, "n": len(real_images), "left_out": left_out},
+                              [f.source for f in fake_sets], jpeg, blur, roc_points(labels, scores), notes=notes)
+    if roc:
+        result.roc_png = stored.path / store.ROC if roc is True else Path(roc)
+        label = "; ".join(describe_fakes(f, short=True) for f in result.fakes) + condition(jpeg, blur, ", ")
+        atomic_write(result.roc_png, lambda tmp: plot_roc([(label, result.to_dict())], tmp,
+                                                          f"{stored.path.name} ({result.method})"))
+    if record:
+        try:
+            MetricsFile(stored.path / store.METRICS).append(result.to_dict())
+        except OSError as exc:  # a read-only detector: the numbers are still printed
+            notes.append(f"not recorded in {stored.path / store.METRICS}: {exc.strerror or exc}")
+    return result
+
+
+def _fakes(stored: store.Stored, fakes: Sequence[str], n: int, seed: int,
+           best: bool) -> tuple[list[inputs.Images], list[str]]:
+    """The fakes (n shared between the FAKES given) less any the detector was trained on."""
+    shares = [n // len(fakes) + (i < n % len(fakes)) for i in range(len(fakes))]
+    sets, notes = [], []
+    for path, share in zip(fakes, shares):
+        found = inputs.load_fakes(path, max(share, 1), stored.shape, seed, best)
+        keep, seen = inputs.unseen(found.images, stored.hashes("fake"), len(found.images), seed)
+        if len(keep) == 0:
+            raise GankitError(f"every fake from {path} was used to train {stored.path}: draw others (a run's with "
+                              "another --seed, `gankit generate --seed`)")
+        if seen:
+            notes.append(f"{seen} fakes from {path} trained the detector and were left out")
+        found.images = found.images[keep.sort().values]
+        found.source["n"] = len(found.images)
+        sets.append(found)
+    return sets, notes
+
+
+def score_files(detector_dir: str | Path, files: Sequence[str | Path]) -> list[tuple[str, float]]:
+    """(file, P(generated)) for image files at the detector's size (never resized). Not calibrated for
+    generators the detector was not trained on (CAVEAT)."""
+    stored = store.read(detector_dir)
+    detector = restore(stored.config["method"], stored.config["settings"], stored.tensors)
+    images = []
+    for file in files:
+        path = Path(file)
+        image = inputs.read_native(path, stored.shape) if path.is_file() else None
+        if image is None:
+            raise GankitError(f"cannot read {file}: {'not an image file' if path.is_file() else 'no such file'} "
+                              "(nothing was scored)")
+        images.append(image)
+    scores = detector.scores(torch.stack(images)) if images else torch.zeros(0)
+    return [(str(f), float(s)) for f, s in zip(files, np.asarray(scores, dtype=np.float64))]
