@@ -87,9 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("images", nargs="+", metavar="IMAGE")
     cp.add_argument("--evaluator", metavar="PATH", default="classifier.safetensors")
 
+    _add_data(sub, SOURCES)
+    from .detect.cli import add_parser as add_detect_parser  # argparse only: no torch
+    add_detect_parser(sub, _Parser)
+    return p
+
+
+def _add_data(sub, sources: list[str]) -> None:
     d = sub.add_parser("data", help="describe a data source and save a grid of real images (folders: "
                        "packed into the cache on first use); --pack writes it as a memory-mapped pack")
-    d.add_argument("source", metavar="SOURCE", help=f"one of {', '.join(SOURCES)}")
+    d.add_argument("source", metavar="SOURCE", help=f"one of {', '.join(sources)}")
     d.add_argument("--data-dir", metavar="DIR")
     d.add_argument("--image-size", type=int, default=28)
     d.add_argument("--channels", type=int, default=0, help="1 or 3 (default: as the source)")
@@ -97,9 +104,6 @@ def _parser() -> argparse.ArgumentParser:
                                                   "it with --data packed:DIR")
     d.add_argument("-n", type=int, default=64, help="images in the grid (default 64)")
     d.add_argument("-o", "--out", metavar="PNG", help="grid path (default data_SOURCE.png)")
-    from .detect.cli import add_parser as add_detect_parser  # argparse only: no torch
-    add_detect_parser(sub, _Parser)
-    return p
 
 
 def _add_export(sub) -> None:
