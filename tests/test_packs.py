@@ -282,3 +282,14 @@ def test_batches_from_host_memory_are_gathered_there_and_moved_to_the_training_d
     (x, y), *_ = list(on_host.epoch(0))
     order = torch.randperm(8, generator=torch.Generator().manual_seed(0))[:4]
     assert torch.equal(y, ds.labels[order]) and torch.allclose(x, data.to_float(ds.images[order]))
+
+
+def test_a_killed_packers_temporary_folder_is_removed_by_the_next_pack(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".p.{int(gone.stdout)}-0123abcd.tmp"  # what a SIGKILLed writer leaves
+    alive = tmp_path / f".q.{os.getpid()}-0123abcd.tmp"  # a writer still at work
+    for folder in (dead, alive):
+        (folder / packs.IMAGES).parent.mkdir()
+        (folder / packs.IMAGES).write_bytes(b"\0" * 1000)
+    _small_pack(tmp_path / "p")
+    assert not dead.exists() and alive.exists() and (tmp_path / "p" / packs.META).is_file()

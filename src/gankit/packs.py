@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import struct
@@ -75,6 +76,7 @@ class PackWriter:
         self.dest, self.size, self.fixed = Path(dest), image_size, bool(channels)
         self.channels, self.count = channels or 1, 0
         self.tmp = self.dest.parent / f".{self.dest.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        remove_orphans(self.dest.parent)
         self.tmp.mkdir(parents=True)
         self.file = open(self.tmp / IMAGES, "wb")
         self.file.write(b"\0" * HEADER)
@@ -142,6 +144,29 @@ class PackWriter:
         if not self.file.closed:
             self.file.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+ORPHAN = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp$")
+
+
+def remove_orphans(folder: Path) -> None:
+    """Delete the temporary folders of packs whose writer is gone (killed before it could clean up)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = ORPHAN.match(entry.name)
+        if match and entry.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is not ours to signal
+        return True
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
