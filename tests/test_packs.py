@@ -146,6 +146,8 @@ def test_training_from_a_pack_equals_training_from_its_folder(tmp_path, cache):
     (lambda d: _edit_meta(d, channels=2), "bad channels"),
     (lambda d: _edit_meta(d, classes=None), "names no classes"),
     (lambda d: (d / packs.META).write_text("{not json"), "unreadable"),
+    (lambda d: ((d / packs.IMAGES).unlink(), os.mkfifo(d / packs.IMAGES)), "not a regular file"),
+    (lambda d: ((d / packs.META).unlink(), (d / packs.META).mkdir()), "not a regular file"),
     (lambda d: np.save(d / packs.LABELS, np.full(8, 5, np.int64)), "outside the 2 classes"),
     (lambda d: np.save(d / packs.LABELS, np.zeros(7, np.int64)), "not int64 (8,)"),
 ])

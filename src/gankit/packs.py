@@ -187,6 +187,9 @@ def open_pack(path: str | Path) -> Pack:
 
     if not path.is_dir():
         raise GankitError(f"pack not found: {path} (make one with `gankit data SOURCE --pack {path}`)")
+    for name in (META, IMAGES, LABELS):  # a FIFO or a device would block or stream forever when opened
+        if (path / name).exists() and not (path / name).is_file():
+            raise bad(f"{name} is not a regular file")
     meta = _read_meta(path / META, bad)
     want = (meta["count"], meta["channels"], meta["image_size"], meta["image_size"])
     images = _map_images(path / IMAGES, want, bad)
