@@ -29,11 +29,11 @@ pre { background: #f6f6f6; padding: 0.8em; font-size: 0.85em; }
 """
 
 
-def _img(data: bytes, alt: str) -> str:
+def img_tag(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def _figure(draw) -> bytes | None:
+def png_of(draw) -> bytes | None:
     buffer = io.BytesIO()
     return buffer.getvalue() if draw(buffer) else None
 
@@ -74,12 +74,12 @@ def write_report(run_dir: str | Path) -> Path:
 
     parts.append("<h2>Losses and discriminator outputs</h2>")
     probability = LOSSES[cfg.loss].probability
-    curves = _figure(lambda out: plot_loss_curves(log, out, probability=probability) is not None)
-    parts.append(_img(curves, "loss curves") if curves else "<p>No training steps logged yet.</p>")
+    curves = png_of(lambda out: plot_loss_curves(log, out, probability=probability) is not None)
+    parts.append(img_tag(curves, "loss curves") if curves else "<p>No training steps logged yet.</p>")
 
     parts.append("<h2>Quality during training</h2>")
-    quality = _figure(lambda out: plot_metric_curves(log, out))
-    parts.append(_img(quality, "metric curves") if quality else "<p>No evaluations in this run.</p>")
+    quality = png_of(lambda out: plot_metric_curves(log, out))
+    parts.append(img_tag(quality, "metric curves") if quality else "<p>No evaluations in this run.</p>")
     evals = read_metrics(log, kind="eval")
     if evals:
         last = evals[-1]
@@ -97,7 +97,7 @@ def write_report(run_dir: str | Path) -> Path:
     if grids:
         shown.append((grids[-1], f"last: epoch {int(grids[-1].stem.split('_')[1])}"))
     for path, caption in shown:
-        parts.append(f"<figure>{_img(path.read_bytes(), caption)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append(f"<figure>{img_tag(path.read_bytes(), caption)}<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("</div>" if shown else "<p>No sample grids yet.</p></div>")
 
     parts.append("<h2>Health</h2>")

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..files import atomic_write
-from ..report import STYLE, _figure, _img
+from ..report import STYLE, img_tag, png_of
 from . import store
 from .roc import plot_roc
 from .tables import cell as _text
@@ -44,8 +44,8 @@ def write_detector_report(detector_dir: str | Path) -> Path:
     parts.append("<h2>Evaluations</h2>")
     if rows:
         curves = [(f"{fakes_text(r, short=True)}, {condition_text(r)}", r) for r in rows[-MAX_CURVES:]]
-        figure = _figure(lambda out: plot_roc(curves, out, f"{path.name} ({config.get('method')})"))
-        parts.append((_img(figure, "ROC curves") if figure else "") + evaluation_table(rows))
+        figure = png_of(lambda out: plot_roc(curves, out, f"{path.name} ({config.get('method')})"))
+        parts.append((img_tag(figure, "ROC curves") if figure else "") + evaluation_table(rows))
         parts.append("<p>Accuracy at 0.5 uses the detector's own threshold: high AUC with low accuracy means the "
                      "scores still rank real below fake but the threshold did not transfer to these images. The "
                      "oracle accuracy picks the best threshold on the same labels: an upper bound.</p>")
