@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -369,3 +370,17 @@ def test_the_detect_command_line_imports_no_torch():
     code = "import sys, gankit.detect.cli; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_roc_curve_never_lands_on_a_run_or_a_pack(synth, tmp_path, capsys, mlp_run):
+    trained = _train(synth, "spectrum", "corner_train", tmp_path / "det")
+    pack = Path(synth["real"].split(":", 1)[1])
+    before = {p: p.read_bytes() for p in (mlp_run / "generator.safetensors", pack / "images.npy")}
+    evaluate = ["detect", "eval", trained.path, "--real", synth["real"], "--fake", synth["corner_test"], "--roc"]
+    for target, message in ((mlp_run / "generator.safetensors", "ending in .png"),
+                            (mlp_run / "roc.png", "inside the run directory"),
+                            (pack / "images.npy", "ending in .png"), (pack / "roc.png", "inside the pack")):
+        code, out, err = _cli(capsys, *evaluate, target)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert not (mlp_run / "roc.png").exists() and not (pack / "roc.png").exists()

@@ -149,7 +149,14 @@ def test_training_from_a_pack_equals_training_from_its_folder(tmp_path, cache):
     (lambda d: ((d / packs.IMAGES).unlink(), os.mkfifo(d / packs.IMAGES)), "not a regular file"),
     (lambda d: ((d / packs.META).unlink(), (d / packs.META).mkdir()), "not a regular file"),
     (lambda d: np.save(d / packs.LABELS, np.full(8, 5, np.int64)), "outside the 2 classes"),
-    (lambda d: np.save(d / packs.LABELS, np.zeros(7, np.int64)), "not int64 (8,)"),
+    (lambda d: np.save(d / packs.LABELS, np.zeros(7, np.int64)), "says int64 (8,)"),
+    (lambda d: (d / packs.META).write_text("[" * 100_000), "unreadable"),
+    (lambda d: (d / packs.META).write_text('{"count": ' + "9" * 5000 + "}"), "unreadable"),
+    (lambda d: (_edit_meta(d, count=2**40, image_size=4096), _rewrite_header(d / packs.IMAGES,
+     "(1099511627776, 1, 4096, 4096)")), "not the 18446744073709551744 its header says"),
+    (lambda d: _rewrite_header(d / packs.IMAGES, "(8, 1, 12, 12}"), "damaged or not an array"),
+    (lambda d: _rewrite_header(d / packs.LABELS, "(1099511627776,)"), "says int64 (8,)"),
+    (lambda d: np.save(d / packs.IMAGES, np.asfortranarray(np.zeros((8, 1, 12, 12), np.uint8))), "Fortran"),
 ])
 def test_damaged_or_foreign_packs_are_refused_with_one_line(tmp_path, capsys, damage, why):
     dest = _small_pack(tmp_path / "p")
@@ -182,6 +189,25 @@ def test_a_damaged_cache_entry_is_packed_again_never_trusted(tmp_path, cache, ca
     ds = data.load(f"folder:{root}", image_size=28, say=notes.append)
     assert "packed into" in ds.cache and any("is damaged" in n for n in notes)
     assert ds.images.shape == (10, 1, 28, 28) and os.path.getsize(images) > 1000
+    (entry / packs.META).write_text("[" * 100_000)  # a crafted description: rebuilt too, never a traceback
+    assert "packed into" in data.load(f"folder:{root}", image_size=28).cache
+
+
+def test_the_grid_of_gankit_data_never_lands_on_a_run_a_pack_or_its_source(tmp_path, mlp_run, capsys):
+    pack = _small_pack(tmp_path / "p")
+    before = (pack / packs.IMAGES).read_bytes()
+    root = _digits_folder(tmp_path / "imgs", n=4)
+    cases = [(["mnist5k", "-o", str(mlp_run / "generator.safetensors")], "ending in .png"),
+             (["mnist5k", "-o", str(mlp_run / "samples" / "x.png")], "inside the run directory"),
+             ([f"packed:{pack}", "--image-size", "12", "-o", str(pack / "images.npy")], "ending in .png"),
+             (["mnist5k", "-o", str(pack / "grid.png")], "inside the pack"),
+             ([f"folder:{root}", "-o", str(root / "class0" / "0000.png")], "which this command reads"),
+             (["mnist5k", "-o", str(tmp_path)], "ending in .png")]
+    for argv, why in cases:
+        assert main(["data", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1, err
+    assert (pack / packs.IMAGES).read_bytes() == before and not (mlp_run / "samples" / "x.png").exists()
 
 
 def test_a_folder_that_changes_while_packed_is_refused_and_nothing_is_cached(tmp_path, cache, monkeypatch):
@@ -295,3 +321,14 @@ def test_a_killed_packers_temporary_folder_is_removed_by_the_next_pack(tmp_path)
         (folder / packs.IMAGES).write_bytes(b"\0" * 1000)
     _small_pack(tmp_path / "p")
     assert not dead.exists() and alive.exists() and (tmp_path / "p" / packs.META).is_file()
+
+
+def _rewrite_header(file: Path, shape: str) -> None:
+    """Put another shape text into an .npy header, keeping its length (crafted, possibly unparsable)."""
+    data = file.read_bytes()
+    header_len = int.from_bytes(data[8:10], "little")
+    text = data[10:10 + header_len].decode("latin1")
+    start = text.index("'shape': ") + len("'shape': ")
+    text = text[:start] + shape + text[text.index(")", start) + 1:]
+    body = text.rstrip().ljust(header_len - 1)[:header_len - 1] + "\n"
+    file.write_bytes(data[:10] + body.encode("latin1") + data[10 + header_len:])

@@ -218,11 +218,16 @@ def cmd_classifier(args: argparse.Namespace) -> None:
 def cmd_data(args: argparse.Namespace) -> None:
     from . import data
     from .images import grid, save_png
+    from .outputs import check_png
 
     if args.n < 1:
         raise GankitError(f"-n must be >= 1, got {args.n}")
     if args.channels not in (0, 1, 3):
         raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
+    name = args.source.split(":", 1)[0] if args.source.startswith("folder:") else args.source
+    out = Path(args.out or f"data_{name}.png")
+    sources = [Path(args.source.split(":", 1)[1]).expanduser()] if ":" in args.source else []
+    check_png(out, "the grid of real images", keep_out_of=sources + ([Path(args.pack)] if args.pack else []))
     say = lambda m: print(f"gankit: {m}", file=sys.stderr)  # noqa: E731
     if args.pack:
         dest = data.pack(args.source, args.pack, args.data_dir, args.image_size, args.channels, say)
@@ -230,8 +235,6 @@ def cmd_data(args: argparse.Namespace) -> None:
     else:
         ds = data.load(args.source, args.data_dir, args.image_size, args.channels, say=say)
     print(ds.describe())
-    name = args.source.split(":", 1)[0] if args.source.startswith("folder:") else args.source
-    out = Path(args.out or f"data_{name}.png")
     pick = ds.images[:: max(1, len(ds) // args.n)][: args.n]  # spread over the set (sources may be sorted)
     save_png(grid(pick), out)
     print(f"grid of {len(pick)} real images: {out}")

@@ -11,6 +11,9 @@ from typing import Iterable
 
 from .checkpoint import CHECKPOINT, CONFIG, GENERATOR
 from .errors import GankitError
+from .packs import META as PACK_META
+
+DETECTOR_CONFIG = "detector.toml"  # (gankit.detect.store's name; detect imports this module, not the reverse)
 
 
 def run_dir_holding(path: Path, folder: bool = False) -> Path | None:
@@ -36,3 +39,24 @@ def check_output(out: Path, targets: Iterable[Path], force: bool, what: str, fol
     real = out.resolve()
     for orphan in real.parent.glob(f".{real.name}.*.tmp"):  # left by a writer killed while writing it
         orphan.unlink(missing_ok=True)
+
+
+def check_png(out: Path, what: str, keep_out_of: Iterable[Path] = ()) -> None:
+    """A picture a command draws (a grid of real images, a ROC curve): a path ending in .png, never inside a
+    run directory, a pack, a detector folder or a folder the command reads (keep_out_of), and never over
+    anything but a file. An existing PNG there is drawn again."""
+    if out.suffix.lower() != ".png":
+        raise GankitError(f"{out}: {what} is a PNG image: give a path ending in .png (nothing was written)")
+    run = run_dir_holding(out)
+    if run is not None:
+        raise GankitError(f"{out} is inside the run directory {run}: write {what} elsewhere")
+    real = out.resolve()
+    for folder in real.parents:
+        for marker, kind in ((PACK_META, "pack"), (DETECTOR_CONFIG, "detector folder")):
+            if (folder / marker).is_file():
+                raise GankitError(f"{out} is inside the {kind} {folder}: write {what} elsewhere")
+    for folder in keep_out_of:
+        if real.is_relative_to(Path(folder).resolve()):
+            raise GankitError(f"{out} is inside {folder}, which this command reads: write {what} elsewhere")
+    if out.exists() and not out.is_file():
+        raise GankitError(f"{out} exists and is not a file: choose another path for {what}")

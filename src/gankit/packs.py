@@ -19,6 +19,7 @@ numpy's documented version 1.0: magic, header length, a dict literal padded to 6
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -196,23 +197,38 @@ def open_pack(path: str | Path) -> Pack:
     return Pack(path, images, _read_labels(path, meta, bad), meta)
 
 
-def _map_images(file: Path, want: tuple[int, ...], bad) -> np.memmap:
-    """Check images.npy's header and size against what pack.json says, then map it (copy-on-write)."""
+def _header(file: Path, name: str, bad) -> tuple[tuple[int, ...], bool, np.dtype, int, int]:
+    """(shape, fortran_order, dtype, data offset, file size) of an .npy file, read without loading it.
+    Any failure to parse it (a crafted header can raise almost anything) is one GankitError."""
     try:
         with open(file, "rb") as fh:
             major, _ = np.lib.format.read_magic(fh)
             read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = read(fh)
-            offset, size = fh.tell(), os.fstat(fh.fileno()).st_size
+            return tuple(int(d) for d in shape), bool(fortran), dtype, fh.tell(), os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
-        raise bad(f"{IMAGES} is missing") from None
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise bad(f"{IMAGES} is damaged or not an array ({str(exc).splitlines()[0][:120]})") from None
-    if dtype != np.uint8 or fortran or tuple(shape) != want:
-        raise bad(f"{IMAGES} holds {dtype} {tuple(shape)}, {META} says uint8 {want}")
-    if size != offset + int(np.prod(want)):
-        raise bad(f"{IMAGES} is {size} bytes, not the {offset + int(np.prod(want))} its header says "
-                  "(truncated or appended to)")
+        raise bad(f"{name} is missing") from None
+    except Exception as exc:  # noqa: BLE001 - ValueError, SyntaxError, tokenize errors, RecursionError, ...
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise bad(f"{name} is damaged or not an array ({first})") from None
+
+
+def _check_array(name: str, header, want_dtype: np.dtype, want: tuple[int, ...], bad) -> int:
+    """Check dtype, order, shape and exact size against what pack.json says; returns the data offset."""
+    shape, fortran, dtype, offset, size = header
+    if fortran:
+        raise bad(f"{name} is stored in Fortran (column-major) order; packs are row-major")
+    if dtype != want_dtype or shape != want:
+        raise bad(f"{name} holds {dtype} {shape}, {META} says {want_dtype} {want}")
+    expected = offset + math.prod(want) * want_dtype.itemsize  # Python integers: no overflow
+    if size != expected:
+        raise bad(f"{name} is {size} bytes, not the {expected} its header says (truncated or appended to)")
+    return offset
+
+
+def _map_images(file: Path, want: tuple[int, ...], bad) -> np.memmap:
+    """Check images.npy's header and size against what pack.json says, then map it (copy-on-write)."""
+    offset = _check_array(IMAGES, _header(file, IMAGES, bad), np.dtype(np.uint8), want, bad)
     return np.memmap(file, dtype=np.uint8, mode="c", offset=offset, shape=want)
 
 
@@ -223,7 +239,7 @@ def _read_meta(file: Path, bad) -> dict[str, Any]:
         meta = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise bad(f"{META} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSON, huge integers
         raise bad(f"{META} is unreadable ({type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise bad(f"{META} does not describe a gankit pack")
@@ -248,14 +264,11 @@ def _read_labels(path: Path, meta: dict[str, Any], bad) -> np.ndarray | None:
         if (path / LABELS).exists():
             raise bad(f"it has {LABELS} but {META} names no classes")
         return None
-    try:
-        labels = np.load(path / LABELS, allow_pickle=False)
-    except FileNotFoundError:
-        raise bad(f"{META} names classes but {LABELS} is missing") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise bad(f"{LABELS} is damaged or not an array ({str(exc).splitlines()[0][:120]})") from None
-    if labels.dtype != np.int64 or labels.shape != (meta["count"],):
-        raise bad(f"{LABELS} holds {labels.dtype} {labels.shape}, not int64 ({meta['count']},)")
+    if not (path / LABELS).exists():
+        raise bad(f"{META} names classes but {LABELS} is missing")
+    want = (meta["count"],)
+    offset = _check_array(LABELS, _header(path / LABELS, LABELS, bad), np.dtype("<i8"), want, bad)
+    labels = np.fromfile(path / LABELS, dtype="<i8", count=want[0], offset=offset).astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
         raise bad(f"{LABELS} has labels outside the {len(classes)} classes")
     return labels

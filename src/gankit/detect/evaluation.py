@@ -18,6 +18,7 @@ import torch
 
 from ..errors import GankitError
 from ..files import atomic_write
+from ..outputs import check_png
 from ..records import MetricsFile
 from . import inputs, perturb, store
 from .methods import restore
@@ -76,6 +77,8 @@ def evaluate_detector(detector_dir: str | Path, real: str, fakes: Sequence[str],
         raise GankitError(f"-n must be >= 2, got {n}")
     if not fakes:
         raise GankitError("give the fakes to measure with --fake FAKES (a run, a folder or an .npy file)")
+    if roc is not True and roc:
+        check_png(Path(roc), "the ROC curve")
     stored = store.read(detector_dir)
     detector = restore(stored.config["method"], stored.config["settings"], stored.tensors)
     data = inputs.load_real(real, stored.shape, data_dir)
@@ -127,6 +130,8 @@ def _fakes(stored: store.Stored, fakes: Sequence[str], n: int, seed: int,
 def score_files(detector_dir: str | Path, files: Sequence[str | Path]) -> list[tuple[str, float]]:
     """(file, P(generated)) for image files at the detector's size (never resized). Not calibrated for
     generators the detector was not trained on (CAVEAT)."""
+    if roc is not True and roc:
+        check_png(Path(roc), "the ROC curve")
     stored = store.read(detector_dir)
     detector = restore(stored.config["method"], stored.config["settings"], stored.tensors)
     images = []
