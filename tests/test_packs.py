@@ -332,3 +332,48 @@ def _rewrite_header(file: Path, shape: str) -> None:
     text = text[:start] + shape + text[text.index(")", start) + 1:]
     body = text.rstrip().ljust(header_len - 1)[:header_len - 1] + "\n"
     file.write_bytes(data[:10] + body.encode("latin1") + data[10 + header_len:])
+
+
+SLOW_PACKER = """
+import sys, time
+from pathlib import Path
+from gankit import folders
+folders.read_image = lambda path, size: time.sleep(120)  # workers that would outlive a killed parent
+print("start", flush=True)
+list(folders.decode_all([Path(sys.argv[1])] * (4 * folders.CHUNK), 8, 0))
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_decoding_workers_die_with_a_killed_packer(tmp_path):
+    import signal
+    import time
+
+    image = _digits_folder(tmp_path / "imgs", n=1) / "class0" / "0000.png"
+    packer = subprocess.Popen([sys.executable, "-c", SLOW_PACKER, str(image)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert packer.stdout.readline().strip() == "start"
+        deadline = time.monotonic() + 60
+        while len(workers := _children(packer.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) >= 2, workers
+        os.kill(packer.pid, signal.SIGKILL)
+        packer.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{w}").exists() for w in workers)
+    finally:
+        packer.kill()

@@ -9,10 +9,12 @@ replaced or touched) is packed again; the older pack of the same folder is then 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -97,8 +99,20 @@ def layout_labels(root: Path, paths: list[Path]) -> tuple[np.ndarray | None, lis
 
 
 # ------------------------------------------------------------------ decoding (worker processes)
-def _worker_start() -> None:
+def _worker_start(parent: int) -> None:
     torch.set_num_threads(1)  # one thread per process: the processes are the parallelism
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this worker is killed when the packing process dies, even by SIGKILL (which leaves no chance to
+    stop its pool): PR_SET_PDEATHSIG. Elsewhere the pool's own shutdown is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 def _decode(task: tuple[list[Path], int, int]) -> list[np.ndarray | None]:
@@ -125,7 +139,8 @@ def decode_all(paths: list[Path], image_size: int, channels: int) -> Iterator[np
         return
     # fork: the workers start at once with gankit imported (spawn would import torch again in each)
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
+                             initargs=(os.getpid(),)) as pool:
         for decoded in pool.map(_decode, tasks):
             yield from decoded
 
