@@ -102,13 +102,27 @@ def test_bad_requests_to_an_unconditional_generator(mlp_run, call, message):
     (lambda g: g.sample(2, classes=10), "unknown class 10"),
     (lambda g: g.sample(3, classes=[1, 2]), "classes has 2 entries for 3 images"),
     (lambda g: g(torch.zeros(2, 64)), "this generator is conditional: pass N class indices"),
+    (lambda g: g(torch.zeros(2, 64), torch.tensor([0, 99])), "labels must be 2 integer class indices in .0, 10."),
+    (lambda g: g(torch.zeros(2, 64), torch.tensor([0, -1])), "labels must be 2 integer class indices"),
+    (lambda g: g(torch.zeros(2, 64), torch.tensor([0.0, 1.0])), "labels must be 2 integer class indices"),
+    (lambda g: g.sample(2, classes="\u00b2"), "unknown class '\u00b2'"),
+    (lambda g: g.sample(2, classes=7.0), "classes must be a class"),
+    (lambda g: g.sample(10**12), "would take more than 8 GiB"),
 ])
 def test_bad_requests_to_a_conditional_generator(dcgan_run, call, message):
     with pytest.raises(GankitError, match=message):
         call(gankit.load(dcgan_run))
 
 
+def test_numpy_classes_are_classes(dcgan_run):
+    g = gankit.load(dcgan_run)
+    assert torch.equal(g.sample(2, classes=np.int64(3)), g.sample(2, classes=3))
+    assert torch.equal(g.sample(2, classes=np.array([1, 2])), g.sample(2, classes=[1, 2]))
+
+
 def test_load_errors_are_one_line(tmp_path, mlp_run):
+    with pytest.raises(GankitError, match="run_dir must be a path"):
+        gankit.load(123)
     with pytest.raises(GankitError, match="run directory not found"):
         gankit.load(tmp_path / "nothing")
     with pytest.raises(GankitError, match="device must be auto, cpu or cuda"):

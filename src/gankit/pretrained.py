@@ -8,6 +8,7 @@ saved at) and is an ordinary torch.nn.Module mapping noise (and labels) to image
 
 from __future__ import annotations
 
+import math
 import numbers
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +25,7 @@ from .models import eval_mode, run
 from .sampling import sample_blocks
 
 OUTPUTS = ("tensor", "uint8", "pil")
+MAX_SAMPLE_BYTES = 8 << 30  # what sample() may hold at once (float32); gankit.generate writes any n in blocks
 
 
 class Generator(nn.Module):
@@ -67,6 +69,11 @@ class Generator(nn.Module):
         if (labels is None) != (not self.num_classes):
             raise GankitError("this generator is conditional: pass N class indices as labels" if self.num_classes
                               else "this generator is unconditional: it takes no labels")
+        if labels is not None and (labels.shape != (z.shape[0],) or labels.dtype.is_floating_point
+                                   or labels.dtype == torch.bool or (len(labels) and not (
+                                       0 <= int(labels.min()) and int(labels.max()) < self.num_classes))):
+            raise GankitError(f"labels must be {z.shape[0]} integer class indices in [0, {self.num_classes}), got "
+                              f"{labels.dtype} of shape {tuple(labels.shape)}")
         return run(self.net, z, labels)
 
     def class_index(self, name: str | int) -> int:
@@ -93,6 +100,10 @@ class Generator(nn.Module):
         if not _whole(seed) or not 0 <= seed < 2**63:
             raise GankitError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
         n, seed = int(n), int(seed)
+        if n * math.prod(self.image_shape) * 4 > MAX_SAMPLE_BYTES:
+            raise GankitError(f"{n} images of {self.image_shape} would take more than {MAX_SAMPLE_BYTES >> 30} GiB "
+                              "held at once: draw fewer per call, or write them to disk block by block with "
+                              "gankit.generate(run_dir, n, 'fakes.npy' or a folder)")
         labels = self._labels(n, classes)
         with eval_mode(self):
             blocks = sample_blocks(self, n, self.z_dim, seed, device=self.device,
@@ -103,12 +114,14 @@ class Generator(nn.Module):
         return to_uint8(images) if output == "uint8" else to_pil(to_uint8(images))
 
     def _labels(self, n: int, classes) -> torch.Tensor | None:
-        if torch.is_tensor(classes):
+        if torch.is_tensor(classes) or hasattr(classes, "tolist"):  # tensors, numpy arrays and scalars
             classes = classes.tolist()
         if classes is None:
             return torch.arange(n) % self.num_classes if self.num_classes else None
         if isinstance(classes, (str, int)):
             return torch.full((n,), self.class_index(classes), dtype=torch.long)
+        if not isinstance(classes, Sequence):
+            raise GankitError(f"classes must be a class (name or index) or a sequence of them, got {classes!r}")
         indices = [self.class_index(c) for c in classes]
         if len(indices) != n:
             raise GankitError(f"classes has {len(indices)} entries for {n} images: give one class, or one per image")
@@ -119,9 +132,9 @@ def find_class(name: str | int, classes: list[str]) -> int:
     """The index of a class given by name or by index (a whole number, or a string of digits)."""
     if isinstance(name, str) and name in classes:
         return classes.index(name)
-    if isinstance(name, int) and not isinstance(name, bool) and 0 <= name < len(classes):
-        return name
-    if isinstance(name, str) and name.isdigit() and int(name) < len(classes):
+    if _whole(name) and 0 <= name < len(classes):  # numpy integers too
+        return int(name)
+    if isinstance(name, str) and name.isascii() and name.isdigit() and int(name) < len(classes):  # not "²"
         return int(name)
     raise GankitError(f"unknown class {name!r}: this run draws {', '.join(classes)}")
 
@@ -147,6 +160,8 @@ def load(run_dir: str | Path, best: bool = False, device: str | torch.device = "
     Raises:
         GankitError when the folder is no run, has no such export yet, or the device does not exist.
     """
+    if not isinstance(run_dir, (str, Path)):
+        raise GankitError(f"run_dir must be a path (str or pathlib.Path), got {type(run_dir).__name__}")
     if not isinstance(device, torch.device) and not DEVICE.fullmatch(str(device)):
         raise GankitError(f"device must be auto, cpu or cuda[:N], got {device!r}")
     device = resolve_device(str(device))
