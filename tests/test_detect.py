@@ -384,3 +384,16 @@ def test_the_roc_curve_never_lands_on_a_run_or_a_pack(synth, tmp_path, capsys, m
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert all(p.read_bytes() == b for p, b in before.items())
     assert not (mlp_run / "roc.png").exists() and not (pack / "roc.png").exists()
+
+
+def test_a_fifo_in_a_detector_folder_is_refused_not_waited_on(synth, tmp_path, capsys):
+    import os
+
+    trained = _train(synth, "spectrum", "corner_train", tmp_path / "det")
+    for name in ("detector.safetensors", "trained_on.json", "metrics.jsonl"):
+        copy = tmp_path / f"fifo-{name}"
+        shutil.copytree(trained.path, copy)
+        (copy / name).unlink()
+        os.mkfifo(copy / name)
+        code, out, err = _cli(capsys, "detect", "eval", copy, "--real", synth["real"], "--fake", synth["corner_test"])
+        assert code == 2 and f"{name} is not a regular file" in err, err
