@@ -81,6 +81,8 @@ def train_detector(real: str | None = None, fakes: Sequence[str] = (), method: s
                           "--method discriminator (fakes come from --fake)")
     if not real or not fakes:
         raise GankitError(f"the {method} method needs real images (--real SOURCE) and fakes (--fake FAKES)")
+    if n is not None and n < MIN_REAL:
+        raise GankitError(f"-n is the number of real images to train on: at least {MIN_REAL}, got {n}")
     if not 0 <= holdout < 1:
         raise GankitError(f"--holdout is the share of real images kept for evaluation, in [0, 1), got {holdout}")
     start = time.perf_counter()
