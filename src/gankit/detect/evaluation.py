@@ -130,8 +130,6 @@ def _fakes(stored: store.Stored, fakes: Sequence[str], n: int, seed: int,
 def score_files(detector_dir: str | Path, files: Sequence[str | Path]) -> list[tuple[str, float]]:
     """(file, P(generated)) for image files at the detector's size (never resized). Not calibrated for
     generators the detector was not trained on (CAVEAT)."""
-    if roc is not True and roc:
-        check_png(Path(roc), "the ROC curve")
     stored = store.read(detector_dir)
     detector = restore(stored.config["method"], stored.config["settings"], stored.tensors)
     images = []
