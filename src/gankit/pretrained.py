@@ -69,9 +69,9 @@ class Generator(nn.Module):
         if (labels is None) != (not self.num_classes):
             raise GankitError("this generator is conditional: pass N class indices as labels" if self.num_classes
                               else "this generator is unconditional: it takes no labels")
-        if labels is not None and (labels.shape != (z.shape[0],) or labels.dtype.is_floating_point
-                                   or labels.dtype == torch.bool or (len(labels) and not (
-                                       0 <= int(labels.min()) and int(labels.max()) < self.num_classes))):
+        if labels is not None and not _tracing() and (  # (exported: the graph must stay free of these checks)
+                labels.shape != (z.shape[0],) or labels.dtype.is_floating_point or labels.dtype == torch.bool
+                or (len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < self.num_classes))):
             raise GankitError(f"labels must be {z.shape[0]} integer class indices in [0, {self.num_classes}), got "
                               f"{labels.dtype} of shape {tuple(labels.shape)}")
         return run(self.net, z, labels)
@@ -171,6 +171,12 @@ def load(run_dir: str | Path, best: bool = False, device: str | torch.device = "
     epoch, step = info.get("epoch"), info.get("step")
     return Generator(net, ckpt.model_spec(cfg), info.get("classes"), epoch if _whole(epoch) else None,
                      step if _whole(step) else None, Path(run_dir) / name).eval()
+
+
+def _tracing() -> bool:
+    """Inside torch.export / torch.compile / tracing: the labels' values are symbols, not numbers to check."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or exporting()
 
 
 def _whole(value) -> bool:
