@@ -91,3 +91,15 @@ def dcgan_run(tmp_path_factory) -> Path:
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under folder with its bytes: to prove that a failed command changed nothing."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def children(pid: int) -> list[int]:
+    """The PIDs of a process's children (from /proc: Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            pass
+    return found

@@ -17,6 +17,8 @@ from gankit import distributed
 from gankit.distributed import Rows, World
 from gankit.records import MetricsFile
 
+from .conftest import children
+
 TINY = ["--set", "subset=256", "--set", "batch_size=32", "--set", "eval_every=0", "--set", "sample_count=8",
         "--no-progress", "--device", "cpu"]
 
@@ -139,15 +141,13 @@ def test_rows_split_a_global_draw():
 def _worker_pids(launcher: int) -> dict[int, int]:
     """rank -> pid of torchrun's worker processes (its children with RANK in their environment)."""
     found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in children(launcher):
         try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            env = (stat.parent / "environ").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
+            rank = [e[5:] for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if e.startswith(b"RANK=")]
+        except OSError:
             continue
-        rank = [e[5:] for e in env if e.startswith(b"RANK=")]
-        if parent == launcher and rank:
-            found[int(rank[0])] = int(stat.parent.name)
+        if rank:
+            found[int(rank[0])] = pid
     return found
 
 

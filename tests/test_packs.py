@@ -19,7 +19,7 @@ from gankit.errors import GankitError
 from gankit.records import MetricsFile
 from gankit.train import train
 
-from .conftest import tiny_config
+from .conftest import children, tiny_config
 
 
 def _digits_folder(root: Path, n: int = 60, size: int = 28, classes: int = 3, rgb_at: int | None = None) -> Path:
@@ -344,17 +344,6 @@ list(folders.decode_all([Path(sys.argv[1])] * (4 * folders.CHUNK), 8, 0))
 """
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            pass
-    return found
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_decoding_workers_die_with_a_killed_packer(tmp_path):
     import signal
@@ -366,7 +355,7 @@ def test_decoding_workers_die_with_a_killed_packer(tmp_path):
     try:
         assert packer.stdout.readline().strip() == "start"
         deadline = time.monotonic() + 60
-        while len(workers := _children(packer.pid)) < 2 and time.monotonic() < deadline:
+        while len(workers := children(packer.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(workers) >= 2, workers
         os.kill(packer.pid, signal.SIGKILL)
