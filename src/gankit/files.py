@@ -48,6 +48,12 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "gankit"
 
 
+def irregular(folder: Path, names) -> str | None:
+    """The first of `names` in folder that exists but is no regular file (a FIFO or a device would block or
+    stream forever when opened; a folder cannot be read), or None. Absent names are the caller's to judge."""
+    return next((n for n in names if (folder / n).exists() and not (folder / n).is_file()), None)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

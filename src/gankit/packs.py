@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GankitError
+from .files import irregular
 
 FORMAT, VERSION = "gankit-pack", 1
 IMAGES, LABELS, META = "images.npy", "labels.npy", "pack.json"
@@ -188,9 +189,8 @@ def open_pack(path: str | Path) -> Pack:
 
     if not path.is_dir():
         raise GankitError(f"pack not found: {path} (make one with `gankit data SOURCE --pack {path}`)")
-    for name in (META, IMAGES, LABELS):  # a FIFO or a device would block or stream forever when opened
-        if (path / name).exists() and not (path / name).is_file():
-            raise bad(f"{name} is not a regular file")
+    if name := irregular(path, (META, IMAGES, LABELS)):
+        raise bad(f"{name} is not a regular file")
     meta = _read_meta(path / META, bad)
     want = (meta["count"], meta["channels"], meta["image_size"], meta["image_size"])
     images = _map_images(path / IMAGES, want, bad)

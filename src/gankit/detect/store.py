@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from ..checkpoint import CHECKPOINT, CONFIG, GENERATOR
 from ..errors import GankitError
-from ..files import atomic_write, atomic_write_text
+from ..files import atomic_write, atomic_write_text, irregular
 from ..records import MetricsFile
 
 DETECTOR = "detector.toml"
@@ -119,9 +119,8 @@ def read(path: str | Path) -> Stored:
         hint = (f"; it is a run directory: make a detector of its discriminator with `gankit detect train "
                 f"--method discriminator --run {path} --out DIR`") if (path / CONFIG).is_file() else ""
         raise GankitError(f"{path} is not a detector directory (no {DETECTOR}){hint}")
-    for name in (DETECTOR, WEIGHTS, TRAINED_ON, METRICS):  # a FIFO or a device would block when opened
-        if (path / name).exists() and not (path / name).is_file():
-            raise GankitError(f"the detector {path} is damaged: {name} is not a regular file; train it again")
+    if name := irregular(path, (DETECTOR, WEIGHTS, TRAINED_ON, METRICS)):
+        raise GankitError(f"the detector {path} is damaged: {name} is not a regular file; train it again")
     try:
         config = tomllib.loads((path / DETECTOR).read_text(encoding="utf-8"))
         tensors = load_file(str(path / WEIGHTS))
