@@ -171,7 +171,10 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
         launcher.kill()
     # both ranks stop by the shared decision (exit 130 each, rank 0 saying what is on disk), none by an error
     assert err.count("gankit: interrupted; the checkpoint of epoch") == 2 and "is intact" in err, err[-3000:]
-    assert err.count("exitcode  : 130") == 2, err[-3000:]
+    # every rank waits for the others after the agreed stop, so rank 0 has printed its line before any rank exits;
+    # torchrun ends the remaining workers once one has exited, so rank 0 reports 130 or, in that instant, SIGTERM
+    exits = err.count("exitcode  : 130") + err.count("exitcode  : -15")
+    assert err.count("exitcode  : 130") >= 1 and exits == 2, err[-3000:]
     assert "Connection closed by peer" not in err and "gankit: error" not in err, err[-3000:]
     saved = ckpt.load_checkpoint(run)["epoch"]
     assert 1 <= saved < 500

@@ -183,6 +183,17 @@ def shared(world: World, decide: Callable[[], Any]) -> Any:
     return value
 
 
+class AgreedStop(KeyboardInterrupt):
+    """A Ctrl-C that every rank agreed on (`any_rank`): every rank raises it after the same step."""
+
+
+def settle(world: World) -> None:
+    """Wait until every rank gets here. After an agreed stop each rank meets the others here before leaving:
+    torchrun ends the remaining workers the moment one exits, and rank 0 may still be closing its files."""
+    if world.several and dist.is_initialized():
+        dist.barrier()
+
+
 def any_rank(world: World, flag: bool, device: torch.device) -> bool:
     """True on every rank when `flag` is true on at least one."""
     if not world.several:

@@ -62,6 +62,9 @@ def train(cfg: Config | str | None = None, run_dir: str | Path | None = None, re
         # one name for the run, rank 0's (the default one has the time in it)
         run_dir = Path(distributed.shared(world, lambda: str(run_dir or default_run_dir(cfg))))
         return _claimed(cfg, run_dir, resume, progress, world, device)
+    except distributed.AgreedStop:
+        distributed.settle(world)  # rank 0 has closed its files before any rank exits
+        raise
     finally:
         if owns_group:
             distributed.stop()
@@ -96,7 +99,7 @@ def _claimed(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: di
             if lock and not resume and (trainer is None or not trainer.started):
                 lock.discard((ckpt.CONFIG,))  # a new run that failed before training leaves nothing behind
             if isinstance(exc, KeyboardInterrupt):  # say what a stopped run leaves (the CLI prints it)
-                raise KeyboardInterrupt(trainer.on_disk() if trainer and trainer.started else
+                raise type(exc)(trainer.on_disk() if trainer and trainer.started else
                                         "before training started: nothing was changed") from None
             raise
 

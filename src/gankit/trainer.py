@@ -249,7 +249,7 @@ class Trainer:
             if self.step % cfg.log_every == 0:
                 bar.set_postfix(self.log.postfix(), refresh=False)
                 if distributed.any_rank(self.world, self.interrupts.requested, self.device):
-                    raise KeyboardInterrupt  # a Ctrl-C on some rank: every rank stops after this same step
+                    raise distributed.AgreedStop  # a Ctrl-C on some rank: every rank stops after this same step
                 # rank 0's clock decides for every rank
                 if cfg.time_limit and distributed.shared(self.world, lambda: time.perf_counter() - start
                                                          > cfg.time_limit):
