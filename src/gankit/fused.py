@@ -5,8 +5,8 @@ autograd's graph building, per-op dispatch and the optimizer's Python overhead c
 themselves (profile in BENCHMARKS.md). Writing the two backward passes out (four Linear layers, LeakyReLU,
 Tanh, BCE-with-logits) takes one step from ~5 ms to ~2 ms on a 2-core EPYC. The math is exactly the autograd loop's:
 D on [real; fake] in one call, the fake batch reused for the G step through the updated D, D's weights not
-updated by the G step, one-sided label smoothing; gradients are handed to the same torch.optim.Adam
-objects, so checkpoints, resume and EMA are unchanged. `tests/test_fused.py` checks it against autograd.
+updated by the G step, one-sided label smoothing; gradients are handed to the run's optimizers
+(gankit.adam), so checkpoints, resume and EMA are unchanged. `tests/test_fused.py` checks it against autograd.
 
 The same call as `gankit.steps.AutogradStep`. Used when the run is mlp + bce with nothing else that changes
 the step (no penalty, DiffAugment, n_critic, conditioning, spectral norm, compile, autocast): `gankit.config.plan`
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .adam import Adam
 
 SLOPE = 0.1  # the tutorial's LeakyReLU(0.1), in G and in D
 
@@ -29,15 +31,13 @@ def _leaky_grad(pre: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 class FusedMLPStep:
     """Holds references to the modules' parameters and optimizers; step(real, z) does the D and G updates."""
 
-    def __init__(self, G: torch.nn.Module, D: torch.nn.Module, opt_g: torch.optim.Optimizer,
-                 opt_d: torch.optim.Optimizer, label_smoothing: float = 0.0):
+    def __init__(self, G: torch.nn.Module, D: torch.nn.Module, opt_g: Adam,
+                 opt_d: Adam, label_smoothing: float = 0.0):
         g1, g2 = G.net[0], G.net[2]
         d1, d2 = D.body[1], D.head
         self.g_params = [g1.weight, g1.bias, g2.weight, g2.bias]
         self.d_params = [d1.weight, d1.bias, d2.weight, d2.bias]
         self.opt_g, self.opt_d, self.smoothing = opt_g, opt_d, label_smoothing
-        self.direct = True  # call the fused Adam kernel directly (see _apply)
-        self._state: dict[int, tuple[list, list, list]] = {}  # per optimizer: its step, exp_avg, exp_avg_sq
         self._target = torch.empty(0)
         self.loss_g = torch.zeros((), device=g1.weight.device)  # the last G loss (see gankit.steps)
 
@@ -48,40 +48,12 @@ class FusedMLPStep:
                                       torch.zeros(B, device=device)])
         return self._target
 
-    def _direct_state(self, params: list[torch.Tensor], opt: torch.optim.Optimizer) -> tuple | None:
-        """(steps, exp_avgs, exp_avg_sqs) of opt's state for params, gathered once it exists (the tensors are
-        updated in place from then on), or None while it does not or the kernel cannot serve this optimizer."""
-        cached = self._state.get(id(opt))
-        if cached is None:
-            state = [opt.state.get(p) for p in params]
-            group = opt.param_groups[0]
-            if not (all(state) and len(opt.param_groups) == 1 and not group["amsgrad"]):
-                return None
-            try:
-                cached = tuple([st[key] for st in state] for key in ("step", "exp_avg", "exp_avg_sq"))
-            except KeyError:  # another torch's state layout: the public path
-                self.direct = False
-                return None
-            self._state[id(opt)] = cached
-        return cached
-
-    def _apply(self, params: list[torch.Tensor], grads: list[torch.Tensor], opt: torch.optim.Optimizer) -> None:
-        """Adam on these gradients, in the optimizer's own state. Once the state exists, the fused Adam kernel
-        is called directly: opt.step() costs ~170 us of Python per call here, more than the kernel."""
-        state = self._direct_state(params, opt) if self.direct else None
-        if state is not None:
-            steps, exp_avgs, exp_avg_sqs = state
-            group = opt.param_groups[0]
-            beta1, beta2 = group["betas"]
-            torch._foreach_add_(steps, 1)  # what torch.optim's fused path does before its kernel
-            try:
-                torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"], beta1=beta1,
-                                   beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                                   amsgrad=False, maximize=group["maximize"])
-                return
-            except (AttributeError, RuntimeError, TypeError):  # another torch: the public path
-                self.direct = False
-                torch._foreach_add_(steps, -1)
+    def _apply(self, params: list[torch.Tensor], grads: list[torch.Tensor], opt) -> None:
+        """Adam on these gradients, in the optimizer's own state: gankit.adam's update takes them as they are
+        (opt.step() through .grad costs more Python than the kernel here); torch.optim's through .grad."""
+        if isinstance(opt, Adam):
+            opt.update(params, grads)
+            return
         for p, g in zip(params, grads):
             p.grad = g
         opt.step()

@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from .adam import Adam
 from .distributed import Rows
 from .losses import Loss, gradient_penalty, r1_penalty
 from .models import run
@@ -42,7 +43,7 @@ class AutogradStep:
     (d_run, unless there are several processes: then D itself, since DDP's wrapper expects D's gradients).
     """
 
-    def __init__(self, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+    def __init__(self, G: nn.Module, D: nn.Module, opt_g: Adam, opt_d: Adam,
                  loss: Loss, augment: Callable[[torch.Tensor], torch.Tensor], rng: torch.Generator, *,
                  label_smoothing: float = 0.0, gp_lambda: float = 0.0, r1_weight: float = 0.0,
                  autocast: bool = False, g_run: nn.Module | None = None, d_run: nn.Module | None = None,

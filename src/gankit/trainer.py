@@ -25,6 +25,7 @@ from . import config as config_mod
 from . import data as data_mod
 from . import images as images_mod
 from . import distributed
+from .adam import adam
 from .config import Config
 from .distributed import Rows, World, resolve_device
 from .diffaug import diff_augment, parse_policy
@@ -125,8 +126,8 @@ class Trainer:
             self.G = distributed.synchronize_batchnorm(self.G, self.device)
             self.D = distributed.synchronize_batchnorm(self.D, self.device)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, fused=True)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas, fused=True)
+        self.opt_g = adam(self.G.parameters(), lr=cfg.lr, betas=betas)  # torch's fused Adam, not torch.optim's
+        self.opt_d = adam(self.D.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)  # import (gankit.adam)
         self.sampler = self.ema.model if self.ema else self.G
 
     def _build_step(self) -> Step:

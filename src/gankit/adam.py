@@ -1,0 +1,111 @@
+"""Adam for the generator and the discriminator, on torch's fused Adam kernel, without torch.optim.
+
+Why not torch.optim.Adam: its Optimizer imports torch._dynamo the first time it is used (its methods are
+wrapped in torch._disable_dynamo), 1.2-1.5 s on a 2-core CPU in every training process, a third of
+`gankit train`'s fixed start-up, for a compiler the optimizer step never uses here. This class runs the very
+update torch.optim.Adam(fused=True) runs (the step counts incremented, then `torch._fused_adam_`: the same
+kernel, bit for bit, tested), keeps the state in torch.optim.Adam's layout (`state[param]` with step,
+exp_avg, exp_avg_sq; `param_groups`), and its state_dict is torch.optim.Adam's, so checkpoints load in either.
+Where the kernel does not serve the parameters' device, `adam()` returns torch.optim.Adam itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+FUSED_DEVICES = ("cpu", "cuda")  # where torch._fused_adam_ runs (torch >= 2.4)
+
+
+class Adam:
+    """Adam (no weight decay, no amsgrad) over one group of parameters; the interface gankit's trainer uses:
+    param_groups, state, step(), update(params, grads), zero_grad(), state_dict(), load_state_dict()."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.param_groups: list[dict[str, Any]] = [{
+            "params": list(params), "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": 0.0,
+            "amsgrad": False, "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+            "fused": True, "decoupled_weight_decay": False}]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def _moments(self, params: list[torch.Tensor]) -> tuple[list, list, list]:
+        """(steps, exp_avgs, exp_avg_sqs) of params, made (zero) on a parameter's first update."""
+        for p in params:
+            if p not in self.state:
+                self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                                 "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+        return tuple([self.state[p][key] for p in params] for key in ("step", "exp_avg", "exp_avg_sq"))
+
+    @torch.no_grad()
+    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """One Adam step of params (all of this optimizer's) with these gradients: what step() does with
+        their .grad, for callers that computed gradients themselves (gankit.fused)."""
+        if not params:
+            return
+        group = self.param_groups[0]
+        steps, exp_avgs, exp_avg_sqs = self._moments(params)
+        beta1, beta2 = group["betas"]
+        torch._foreach_add_(steps, 1)  # as torch.optim's fused path does before its kernel
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"], beta1=beta1,
+                           beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
+                           maximize=group["maximize"])
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient (those without one are left alone, as torch.optim does)."""
+        params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
+        self.update(params, [p.grad for p in params])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.param_groups[0]["params"]:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch.optim.Adam's layout: state by parameter index, the group's settings with indices for params."""
+        params = self.param_groups[0]["params"]
+        settings = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        return {"state": {i: dict(self.state[p]) for i, p in enumerate(params) if p in self.state},
+                "param_groups": [{**settings, "params": list(range(len(params)))}]}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """A state_dict of this class or of torch.optim.Adam over the same parameters: the saved settings and
+        moments (copies: moments in their parameter's device and dtype, step counts float32 on it).
+        Raises ValueError when the saved state does not describe one group of as many parameters."""
+        groups = saved["param_groups"]
+        params = self.param_groups[0]["params"]
+        if len(groups) != 1 or len(groups[0]["params"]) != len(params):
+            raise ValueError("the saved state has another number of parameter groups or parameters")
+        index = dict(zip(groups[0]["params"], params))
+        state: dict[torch.Tensor, dict[str, Any]] = {}
+        for key, values in saved["state"].items():
+            if key in index:
+                p = index[key]
+                state[p] = {name: _placed(value, p, name) for name, value in dict(values).items()}
+        self.state = state
+        self.param_groups[0].update({k: v for k, v in groups[0].items() if k != "params"})
+
+
+def _placed(value: Any, param: torch.Tensor, name: str) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value  # the caller's checks say what is wrong with it
+    if name == "step":
+        return value.to(dtype=torch.float32, device=param.device, copy=True)
+    return value.to(dtype=param.dtype, device=param.device, copy=True) if value.is_floating_point() else value
+
+
+def adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> Any:
+    """This module's Adam where the fused kernel runs on the parameters' device, else torch.optim.Adam."""
+    params = list(params)
+    if all(p.device.type in FUSED_DEVICES and p.dtype in (torch.float32, torch.float64) for p in params) and \
+            hasattr(torch, "_fused_adam_"):
+        return Adam(params, lr=lr, betas=betas)
+    return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+__all__ = ["Adam", "adam"]

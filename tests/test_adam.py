@@ -1,0 +1,82 @@
+"""gankit.adam: torch.optim.Adam(fused=True)'s update bit for bit, its state-dict layout both ways, and
+torch.optim itself where the fused kernel does not run."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from gankit.adam import Adam, adam
+
+
+def _model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 6 * 6, 1), torch.nn.Linear(1, 1))  # the last: no gradient
+    return model.to(memory_format=torch.channels_last)
+
+
+def _train(model: torch.nn.Module, opt, steps: int, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randn(4, 3, 8, 8, generator=g).to(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)
+        model[:4](x).square().mean().backward()  # model[4] gets no gradient: left alone
+        opt.step()
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_the_update_is_torch_optims_fused_adam_bit_for_bit():
+    ours, theirs = _model(), _model()
+    opt = Adam(ours.parameters(), lr=2e-3, betas=(0.5, 0.99))
+    ref = torch.optim.Adam(theirs.parameters(), lr=2e-3, betas=(0.5, 0.99), fused=True)
+    _train(ours, opt, 5)
+    _train(theirs, ref, 5)
+    assert _same(ours, theirs) and not _same(ours, _model())  # trained, identically
+    last = list(ours.parameters())[-1]
+    assert last not in opt.state and torch.equal(last, list(_model().parameters())[-1])
+    mine, torchs = opt.state_dict(), ref.state_dict()
+    assert mine["param_groups"] == torchs["param_groups"] and mine["state"].keys() == torchs["state"].keys()
+    for i, st in torchs["state"].items():
+        assert all(torch.equal(mine["state"][i][k], v) and mine["state"][i][k].dtype == v.dtype
+                   for k, v in st.items())
+    assert mine["state"][0]["exp_avg"].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("direction", ["torch -> gankit", "gankit -> torch"])
+def test_state_dicts_move_between_them_and_training_continues_alike(direction):
+    first, second = _model(), _model()
+    make_ours = lambda m: Adam(m.parameters(), lr=1e-3, betas=(0.5, 0.999))  # noqa: E731
+    make_torch = lambda m: torch.optim.Adam(m.parameters(), lr=1e-3, betas=(0.5, 0.999), fused=True)  # noqa: E731
+    make_a, make_b = (make_torch, make_ours) if direction == "torch -> gankit" else (make_ours, make_torch)
+    opt = make_a(first)
+    _train(first, opt, 3)
+    second.load_state_dict(first.state_dict())
+    resumed = make_b(second)
+    resumed.load_state_dict(copy.deepcopy(opt.state_dict()))  # as from a checkpoint file
+    _train(first, opt, 3, seed=2)
+    _train(second, resumed, 3, seed=2)
+    assert _same(first, second)
+    assert resumed.state_dict()["state"][0]["step"].item() == 6
+
+
+def test_loading_settles_settings_and_refuses_another_shape():
+    opt = Adam(_model().parameters(), lr=1e-3)
+    saved = Adam(_model().parameters(), lr=5e-4, betas=(0.1, 0.2)).state_dict()
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["lr"] == 5e-4 and opt.param_groups[0]["betas"] == (0.1, 0.2)
+    with pytest.raises(ValueError, match="another number"):
+        Adam(list(_model().parameters())[:2], lr=1e-3).load_state_dict(saved)
+
+
+def test_adam_is_torch_optim_where_the_fused_kernel_does_not_run():
+    cpu = torch.nn.Linear(2, 2)
+    assert isinstance(adam(cpu.parameters(), 1e-3, (0.5, 0.99)), Adam)
+    meta = torch.nn.Linear(2, 2, device="meta")
+    fallback = adam(meta.parameters(), 1e-3, (0.5, 0.99))
+    assert isinstance(fallback, torch.optim.Adam) and fallback.param_groups[0]["betas"] == (0.5, 0.99)
