@@ -8,7 +8,9 @@ detaches the fake batch (as pytorch/examples does), so the baseline is the faste
 gankit's way: `gankit.train.train` itself on the same data; images/s is read from the epoch records in
 metrics.jsonl, excluding the first (warm-up) epoch.
 
-Prints one JSON object. Usage: python benchmarks/throughput.py [--presets dcgan simple-gan] [--epochs 3]
+gankit and the tutorial loop alternate `--rounds` times (this host's speed swings by 30% between runs); the
+medians and each round's ratio are reported. Prints one JSON object.
+Usage: python benchmarks/throughput.py [--presets dcgan simple-gan] [--epochs 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import struct
 import sys
 import tempfile
@@ -101,31 +104,24 @@ def tutorial_loop(preset: str, root: Path, steps: int, warmup: int = 3) -> float
     return images / (time.perf_counter() - start)
 
 
-def gankit_loop(preset: str, epochs: int, work: Path) -> tuple[float, float]:
-    """(images/s over epochs 2.., wall seconds) of gankit's own training on mnist5k."""
+def gankit_loop(preset: str, epochs: int, work: Path, exact: bool = True, **more) -> float:
+    """images/s over epochs 2.. of gankit's own training on mnist5k: with the tutorial-exact flags, or the
+    preset's own defaults (exact=False); `more` adds settings (cpu_bf16=True)."""
     from gankit import config
     from gankit.plots import read_metrics
     from gankit.train import train
 
     # the same networks and augmentation work as the tutorial loop (the dcgan preset no longer rotates by
-    # default; the widths are pinned, the dcgan D's to the tutorial's 16-32-64 channels, and both unconditional,
-    # so that the networks are compared like for like)
-    sets = {"rotation": TUTORIAL_ROTATION[preset], "g_width": 1, "d_width": 1, "conditional": "false",
-            "d_channels": "16,32,64" if preset == "dcgan" else ""}
-    cfg = config.resolve(preset, sets=sets, epochs=epochs, device="cpu")
-    result = train(cfg, work / f"run-{preset}", progress=False)
+    # default; the widths are pinned, the dcgan D's to the tutorial's 16-32-64 channels, no EMA, and both
+    # unconditional, so that the networks are compared like for like)
+    sets = {"rotation": TUTORIAL_ROTATION[preset], "g_width": 1, "d_width": 1, "conditional": "false", "ema": 0,
+            "d_channels": "16,32,64" if preset == "dcgan" else ""} if exact else {}
+    cfg = config.resolve(preset, sets={**sets, **more}, epochs=epochs, device="cpu", eval_every=0)
+    name = f"run-{preset}-{len(list(work.glob('run-*')))}"
+    result = train(cfg, work / name, progress=False)
     epochs_rows = read_metrics(result.run_dir / "metrics.jsonl", kind="epoch")[1:]
     images = sum(r["images_per_s"] * r["seconds"] for r in epochs_rows)
-    return images / sum(r["seconds"] for r in epochs_rows), result.seconds
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), read from its flags, never assumed."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    return images / sum(r["seconds"] for r in epochs_rows)
 
 
 def gemm_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
@@ -155,13 +151,38 @@ def flops_per_image(preset: str) -> float:
     return counter.get_total_flops() / real.shape[0]
 
 
+def measure(preset: str, rounds: int, epochs: int, work: Path, bf16: bool) -> dict:
+    """gankit (tutorial-exact flags; the preset's defaults; with native bf16 also cpu_bf16) and the tutorial
+    loop, alternated `rounds` times so that the host's swings fall on both: medians and each round's ratio."""
+    steps = {"simple-gan": 300, "dcgan": 40}.get(preset, 40)
+    runs: dict[str, list[float]] = {"gankit": [], "tutorial": [], "gankit_defaults": []}
+    if bf16:
+        runs["gankit_bf16"] = []
+    for _ in range(rounds):
+        runs["gankit"].append(gankit_loop(preset, epochs, work))
+        runs["tutorial"].append(tutorial_loop(preset, work, steps))
+        runs["gankit_defaults"].append(gankit_loop(preset, epochs, work, exact=False))
+        if bf16:
+            runs["gankit_bf16"].append(gankit_loop(preset, epochs, work, cpu_bf16=True))
+    ratios = [ours / theirs for ours, theirs in zip(runs["gankit"], runs["tutorial"])]
+    out = {f"{k}_images_per_s": round(statistics.median(v), 1) for k, v in runs.items()}
+    out.update(speedup_median=round(statistics.median(ratios), 2), speedups=[round(r, 2) for r in ratios],
+               runs={k: [round(x) for x in v] for k, v in runs.items()}, gankit_epochs=epochs, rounds=rounds)
+    if bf16:
+        out["bf16_speedup_median"] = round(statistics.median(
+            [b / t for b, t in zip(runs["gankit_bf16"], runs["tutorial"])]), 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["simple-gan", "dcgan"])
-    parser.add_argument("--epochs", type=int, default=3, help="gankit epochs per preset (first is warm-up)")
+    parser.add_argument("--epochs", type=int, default=3, help="gankit epochs per run (the first is warm-up)")
+    parser.add_argument("--rounds", type=int, default=3, help="gankit and the tutorial loop alternate this often")
     args = parser.parse_args()
 
     from gankit.data import load
+    from gankit.hardware import native_bf16
 
     digits = load("mnist5k")
     out = {"benchmark": "throughput", "machine": machine(), "data": "mnist5k (5,000 digits)", "presets": {}}
@@ -174,17 +195,12 @@ def main() -> None:
         work = Path(tmp)
         write_idx(work, digits.images, digits.labels)
         for preset in args.presets:
-            ours, wall = gankit_loop(preset, args.epochs, work)
-            steps = {"simple-gan": 300, "dcgan": 40}.get(preset, 40)
-            theirs = tutorial_loop(preset, work, steps)
+            result = measure(preset, args.rounds, args.epochs, work, bf16)
             flops = flops_per_image(preset)
-            out["presets"][preset] = {"gankit_images_per_s": round(ours, 1),
-                                      "mflop_per_image": round(flops / 1e6, 2),
-                                      "share_of_fp32_peak": round(ours * flops / (fp32_peak * 1e9), 3),
-                                      "tutorial_images_per_s": round(theirs, 1),
-                                      "speedup": round(ours / theirs, 2),
-                                      "gankit_wall_s": round(wall, 1), "gankit_epochs": args.epochs}
-            print(json.dumps({preset: out["presets"][preset]}), file=sys.stderr)
+            result.update(mflop_per_image=round(flops / 1e6, 2),
+                          share_of_fp32_peak=round(result["gankit_images_per_s"] * flops / (fp32_peak * 1e9), 3))
+            out["presets"][preset] = result
+            print(json.dumps({preset: result}), file=sys.stderr)
     print(json.dumps(out, indent=2))
 
 

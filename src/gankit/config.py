@@ -19,6 +19,7 @@ import tomli_w
 from .diffaug import parse_policy
 from .errors import GankitError
 from .files import atomic_write_text
+from .hardware import native_bf16
 from .losses import LOSSES
 from .models import MODELS
 from .presets import PRESETS
@@ -67,7 +68,8 @@ class Config:
     # machinery
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast, used on CUDA only
+    amp: bool = True  # bf16 autocast on CUDA
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX); fp32, said, on others
     channels_last: bool = True  # memory format for the conv models
     compile: bool = False  # torch.compile the models (pays off on long CUDA runs)
     fused: bool = True  # mlp + bce: the hand-written forward/backward step (gankit.fused), same math, ~3x faster
@@ -86,7 +88,7 @@ class Config:
 
 FIELDS = {f.name: f for f in fields(Config)}
 # Keys that a resumed run may change; everything else would make the checkpoint meaningless.
-RESUMABLE_KEYS = {"epochs", "device", "amp", "compile", "fused", "log_every", "eval_every", "early_stop",
+RESUMABLE_KEYS = {"epochs", "device", "amp", "cpu_bf16", "compile", "fused", "log_every", "eval_every", "early_stop",
                   "time_limit"}
 D_NORMS = ("auto", "batch", "layer", "none")
 # Sizes past what any architecture here or a machine's memory holds are refused before anything is allocated.
@@ -293,7 +295,7 @@ class Plan:
     floating point) and so are not part of the run's identity. Decided once, by `plan`."""
 
     fused: bool  # the hand-written mlp + bce step (gankit.fused) in place of autograd
-    autocast: bool  # bf16 autocast of the forward passes (CUDA only)
+    autocast: bool  # bf16 autocast of the forward passes (CUDA with amp; a CPU with native bf16 with cpu_bf16)
     channels_last: bool  # channels-last memory format for the conv models
     compile: bool  # torch.compile the forward passes
 
@@ -303,7 +305,7 @@ def plan(cfg: Config, device_type: str, world_size: int = 1) -> Plan:
     one of world_size processes (the fused step does not average gradients over processes: autograd does)."""
     if cfg.conditional == "auto":
         raise ValueError("plan() needs a concrete config: call resolve_for_data first")
-    autocast = cfg.amp and device_type == "cuda"
+    autocast = (cfg.amp and device_type == "cuda") or (cfg.cpu_bf16 and device_type == "cpu" and native_bf16())
     # the fused step writes out the plain tutorial pair's math: anything that changes the step rules it out
     fused = (cfg.fused and cfg.model == "mlp" and cfg.loss == "bce" and not cfg.conditional and cfg.n_critic <= 1
              and not cfg.r1_gamma and not cfg.diffaug and not cfg.spectral_norm and not cfg.compile and not autocast

@@ -63,7 +63,9 @@ class AutogradStep:
         self.loss_g = torch.zeros((), device=next(G.parameters()).device)
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        if not self.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(self.loss_g.device.type, dtype=torch.bfloat16)  # CUDA, or a CPU with native bf16
 
     def _d_logits(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None):
         if not self.joint_d:

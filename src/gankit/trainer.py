@@ -85,6 +85,9 @@ class Trainer:
         classes = len(data.classes or ()) if data.labels is not None else 0
         self.cfg = cfg = config_mod.resolve_for_data(cfg, classes, data.images.shape[1])
         self.plan = config_mod.plan(cfg, self.device.type, world.size)
+        if cfg.cpu_bf16 and self.device.type == "cpu" and not self.plan.autocast:
+            self.say("cpu_bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag), where bf16 runs "
+                     "tens of times slower than fp32: training in fp32")
         self.loss = LOSSES[cfg.loss]
         self.epoch = self.step = self.saved_epoch = 0
         self._build_models()
