@@ -87,9 +87,11 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "before").mkdir()
         sources = {"before": export_source(args.before, tmp / "before"), "after": REPO / "src"}
-        run = tmp / "run"  # one run for both versions' generate (the run directory's format did not change)
+        # one run for both versions' generate, made by the older one (a newer gankit reads older runs; an
+        # older one refuses config keys added after it)
+        run = tmp / "run"
         timed([sys.executable, "-m", "gankit", "train", "--preset", "simple-gan", "--epochs", "1", "--set",
-               "eval_every=0", "--set", "subset=512", "--out", str(run), "--no-progress"], sources["after"], tmp)
+               "eval_every=0", "--set", "subset=512", "--out", str(run), "--no-progress"], sources["before"], tmp)
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in sources}
         for i in range(args.repeats):
             for name, source in (sources.items() if i % 2 == 0 else reversed(sources.items())):

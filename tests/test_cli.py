@@ -255,3 +255,28 @@ def test_bad_option_values_exit_2_with_one_line(tmp_path, capsys, argv, message)
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def _run_gankit(code: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter that sets something up (`code`), then runs the `gankit` command's entry point."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_exits_quickly_yet_runs_exit_handlers_and_flushes(tmp_path):
+    setup = ("import atexit, sys, torch\nfrom gankit.cli import run\n"
+             "atexit.register(lambda: print('handler ran', file=sys.stderr))\n"
+             "class Torn:\n    def __del__(self):\n        print('torn down', file=sys.stderr)\n"
+             "kept = Torn()\nprint('unflushed', end='')\n")
+    done = _run_gankit(setup + f"run(['generate', {str(tmp_path / 'none')!r}, '-o', {str(tmp_path / 'x.png')!r}])")
+    assert done.returncode == 2 and "gankit: error:" in done.stderr  # main's exit code, through os._exit
+    assert "handler ran" in done.stderr and done.stdout == "unflushed"
+    assert "torn down" not in done.stderr  # the interpreter's teardown was skipped
+    usage = _run_gankit(setup + "run(['generate'])")  # argparse's own exit: the usual shutdown
+    assert usage.returncode == 2 and "torn down" in usage.stderr
+
+
+def test_the_command_waits_for_a_thread_still_at_work(tmp_path):
+    done = _run_gankit("import threading, time, torch\nfrom gankit.cli import run\n"
+                       "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
+                       f"run(['generate', {str(tmp_path / 'none')!r}, '-o', {str(tmp_path / 'x.png')!r}])")
+    assert done.returncode == 2 and "thread done" in done.stdout
