@@ -36,3 +36,27 @@ def test_fused_mlp_step_matches_autograd(tmp_path):
         for key, value in fast[name].items():
             assert torch.allclose(value, slow[name][key], atol=1e-5), (name, key)
     assert not _fused(tiny_config(loss="hinge")) and not _fused(tiny_config(preset="dcgan"))
+
+
+def test_fused_step_trains_alike_through_torch_optim(tmp_path, monkeypatch):
+    # where gankit.adam does not serve the device, the optimizers are torch.optim.Adam: the fused step hands
+    # them its gradients through .grad, to the same result
+    import gankit.trainer
+
+    def rows(name):
+        return [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                if json.loads(x)["kind"] == "train"]
+
+    cfg = tiny_config(eval_every=0)
+    train(cfg, tmp_path / "ours", progress=False)
+    made = []
+
+    def torch_adam(params, lr, betas):
+        made.append(torch.optim.Adam(params, lr=lr, betas=betas, fused=True))
+        return made[-1]
+
+    monkeypatch.setattr(gankit.trainer, "adam", torch_adam)
+    train(cfg, tmp_path / "torch", progress=False)
+    assert len(made) == 2 and rows("ours") == rows("torch")
+    ours, theirs = load_checkpoint(tmp_path / "ours"), load_checkpoint(tmp_path / "torch")
+    assert all(torch.equal(v, theirs["generator"][k]) for k, v in ours["generator"].items())
