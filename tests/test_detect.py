@@ -255,6 +255,8 @@ def test_bad_input_is_one_line_and_writes_nothing(synth, tmp_path, capsys, mlp_r
     _refused(capsys, tmp_path, train + ["--fake", synth["corner_train"], "--fake", tmp_path / "big.npy"],
              "32x32 images and the detector takes 1-channel 28x28")
     _refused(capsys, tmp_path, train + ["--fake", tmp_path / "wide.npy"], "outside [-1, 1]")
+    _npy(tmp_path / "reals.npy", synthetic(400, 0)[0])  # the real pack's own images, given as fakes
+    _refused(capsys, tmp_path, train + ["--fake", tmp_path / "reals.npy"], "are, pixel for pixel, real images of")
     _refused(capsys, tmp_path, train + ["--fake", synth["corner_train"], "--epochs", "3"], "not a setting")
     _refused(capsys, tmp_path, train + ["--fake", synth["corner_train"], "-n", "0"], "-n is the number of real")
     _refused(capsys, tmp_path, train + ["--fake", synth["corner_train"], "-n", "-5"], "at least")

@@ -98,6 +98,8 @@ def train_detector(real: str | None = None, fakes: Sequence[str] = (), method: s
     fake_sets = [inputs.load_fakes(path, count, shape, seed + 1, best)
                  for path, count in zip(fakes, _shares(len(real_images), len(fakes)))]
     fake_images = torch.cat([f.images for f in fake_sets])
+    hashes = {"real_hashes": inputs.image_hashes(real_images), "fake_hashes": inputs.image_hashes(fake_images)}
+    _check_apart(hashes, real)
     (real_train, real_val), (fake_train, fake_val) = _split(real_images, seed), _split(fake_images, seed + 2)
     detector = _build(method, shape, data, evaluator, features, settings, progress)
     log(f"training a {method} detector on {len(real_train)} real and {len(fake_train)} fake images "
@@ -111,10 +113,18 @@ def train_detector(real: str | None = None, fakes: Sequence[str] = (), method: s
                   "fakes": [f.source for f in fake_sets], "n_fake_validation": len(fake_val),
                   "validation": {k: round(v, 5) for k, v in val_metrics.items()}}
     records.append({"kind": "trained", **{k: trained_on[k] for k in ("seconds", "validation")}})
-    tensors = {**detector.tensors(), "real_hashes": inputs.image_hashes(real_images),
-               "fake_hashes": inputs.image_hashes(fake_images)}
+    tensors = {**detector.tensors(), **hashes}
     path = store.write(out, _config(method, shape, detector.settings), tensors, trained_on, records)
     return Trained(path, method, trained_on)
+
+
+def _check_apart(hashes: dict[str, torch.Tensor], real: str) -> None:
+    """Refuse fakes that are mostly the real images themselves (the same pictures given as both)."""
+    same = int(torch.isin(hashes["fake_hashes"], hashes["real_hashes"]).sum())
+    if same * 10 > len(hashes["fake_hashes"]):
+        raise GankitError(f"{same} of the {len(hashes['fake_hashes'])} fakes are, pixel for pixel, real images of "
+                          f"{real}: the same pictures as real and as fake leave nothing to learn (is --fake the "
+                          "real data?)")
 
 
 def _config(method: str, shape: tuple[int, int], settings: dict[str, Any]) -> dict[str, Any]:
