@@ -401,3 +401,14 @@ def test_a_fifo_in_a_detector_folder_is_refused_not_waited_on(synth, tmp_path, c
         os.mkfifo(copy / name)
         code, out, err = _cli(capsys, "detect", "eval", copy, "--real", synth["real"], "--fake", synth["corner_test"])
         assert code == 2 and f"{name} is not a regular file" in err, err
+
+
+def test_fakes_in_either_byte_order_read_alike(synth, tmp_path):
+    from gankit.detect import inputs
+
+    little = np.load(synth["corner_test"])
+    np.save(tmp_path / "big_endian.npy", little.astype(">f4"))
+    a = inputs.load_fakes(synth["corner_test"], None, (1, 28))
+    b = inputs.load_fakes(tmp_path / "big_endian.npy", None, (1, 28))
+    assert np.load(tmp_path / "big_endian.npy").dtype.byteorder == ">" and torch.equal(a.images, b.images)
+    assert a.images.shape == (200, 1, 28, 28) and a.images.dtype == torch.uint8

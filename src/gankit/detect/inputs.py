@@ -114,7 +114,8 @@ def _open_npy(path: Path) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         raise GankitError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0][:120]})") from None
     if (not isinstance(array, np.ndarray) or array.ndim != 4 or array.shape[1] not in (1, 3)
-            or array.shape[2] != array.shape[3] or array.dtype not in (np.float32, np.float64, np.uint8)):
+            or array.shape[2] != array.shape[3]
+            or array.dtype.newbyteorder("=") not in (np.float32, np.float64, np.uint8)):  # either byte order
         raise GankitError(f"{path} holds a {getattr(array, 'dtype', '?')} array of shape "
                           f"{tuple(getattr(array, 'shape', ()))}, not N x C x H x W images (C 1 or 3, square; "
                           "float in [-1, 1] as `gankit generate` writes, or uint8)")
@@ -134,8 +135,8 @@ def _from_npy(path: Path, n: int | None, shape: tuple[int, int], seed: int) -> I
         raise _mismatch(str(path), (array.shape[1], array.shape[2]), shape)
     if len(array) == 0:
         raise GankitError(f"{path} holds no images")
-    chosen = torch.from_numpy(np.ascontiguousarray(array[pick(len(array), min(n or MAX_IMAGES, MAX_IMAGES),
-                                                              seed).numpy()]))
+    rows = array[pick(len(array), min(n or MAX_IMAGES, MAX_IMAGES), seed).numpy()]
+    chosen = torch.from_numpy(np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("=")))  # native order
     if chosen.dtype != torch.uint8:
         if not torch.isfinite(chosen).all() or chosen.min() < -1.001 or chosen.max() > 1.001:
             raise GankitError(f"{path} holds values outside [-1, 1] (or NaN): not images as `gankit generate` "
