@@ -102,3 +102,50 @@ def test_a_checkpoint_from_before_the_optional_keys_still_resumes(ema_run, tmp_p
     run = _damaged(ema_run, tmp_path, lambda s: [s.pop(k) for k in ("loss_g", "rng_device", "quality", "config")])
     result = resume(run, {"epochs": 2}, progress=False)
     assert result.epochs == 2 and ckpt.load_checkpoint(run)["epoch"] == 2
+
+
+# Review of gankit.adam: per-parameter states that load but cannot be trained from, and states that load into nothing.
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["opt_g"]["state"][0].pop("step"), "opt_g"),
+    (lambda s: s["opt_g"]["state"][0].pop("exp_avg"), "opt_g"),
+    (lambda s: s["opt_g"]["state"][0].pop("exp_avg_sq"), "opt_g"),
+    (lambda s: s["opt_g"]["state"].__setitem__(0, [("step", torch.tensor(1.0))]), "opt_g"),
+    (lambda s: s["opt_d"]["state"][0].__setitem__("exp_avg", s["opt_d"]["state"][0]["exp_avg"].to_sparse()),
+     "opt_d"),
+    (lambda s: s["opt_g"].__setitem__("state", {str(k): v for k, v in s["opt_g"]["state"].items()}), "opt_g"),
+    (lambda s: s["opt_g"]["state"].__setitem__(99, s["opt_g"]["state"].pop(0)), "opt_g"),
+    (lambda s: s["opt_g"]["param_groups"][0].__setitem__("params", ["a", "b", "c", "d"]), "opt_g"),
+], ids=["no-step", "no-exp_avg", "no-exp_avg_sq", "pairs", "sparse-moment", "str-keys", "index-99", "str-params"])
+def test_an_adam_state_that_cannot_be_trained_from_is_one_line_not_a_traceback_or_a_silent_reset(
+        ema_run, tmp_path, capsys, change, message):
+    run = _damaged(ema_run, tmp_path, change)
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"checkpoint {run / 'checkpoint.pt'} cannot be resumed" in err
+    assert f"its {message}" in err
+    assert snapshot(run) == before
+
+
+def test_an_empty_per_parameter_state_resumes_as_torch_optim_did(ema_run, tmp_path):
+    # torch.optim.Adam (gankit before gankit.adam) treats {} as "no state yet" and starts that parameter afresh
+    run = _damaged(ema_run, tmp_path, lambda s: s["opt_g"]["state"].__setitem__(0, {}))
+    assert resume(run, {"epochs": 2}, progress=False).epochs == 2
+
+
+def test_moments_saved_in_another_memory_layout_update_like_contiguous_ones():
+    # torch.save keeps strides; the fused kernel walks memory flat, so moments must take their parameter's layout
+    from gankit.adam import Adam
+    torch.manual_seed(0)
+    start, grad = torch.randn(4, 3), torch.randn(4, 3)
+    exp_avg, exp_avg_sq = torch.randn(4, 3), torch.rand(4, 3)
+
+    def one_step(layout):
+        p = torch.nn.Parameter(start.clone())
+        opt = Adam([p], lr=0.1)
+        saved = {"step": torch.tensor(3.0), "exp_avg": layout(exp_avg), "exp_avg_sq": layout(exp_avg_sq)}
+        opt.load_state_dict({"state": {0: saved}, "param_groups": [{"params": [0]}]})
+        opt.update([p], [grad.clone()])
+        return p.detach()
+
+    assert torch.equal(one_step(lambda t: t.clone()), one_step(lambda t: t.t().contiguous().t()))
