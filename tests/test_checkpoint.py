@@ -115,7 +115,12 @@ def test_a_checkpoint_from_before_the_optional_keys_still_resumes(ema_run, tmp_p
     (lambda s: s["opt_g"].__setitem__("state", {str(k): v for k, v in s["opt_g"]["state"].items()}), "opt_g"),
     (lambda s: s["opt_g"]["state"].__setitem__(99, s["opt_g"]["state"].pop(0)), "opt_g"),
     (lambda s: s["opt_g"]["param_groups"][0].__setitem__("params", ["a", "b", "c", "d"]), "opt_g"),
-], ids=["no-step", "no-exp_avg", "no-exp_avg_sq", "pairs", "sparse-moment", "str-keys", "index-99", "str-params"])
+    (lambda s: s["opt_g"]["state"][0].__setitem__("step", torch.tensor(-3.0)), "opt_g"),
+    (lambda s: s["opt_g"]["state"][0]["exp_avg_sq"].view(-1)[0].fill_(-1.0), "opt_g"),
+    (lambda s: s["opt_d"]["state"][0]["exp_avg"].view(-1)[0].fill_(float("nan")), "opt_d"),
+    (lambda s: s["opt_g"]["state"].__setitem__(True, s["opt_g"]["state"].pop(1)), "opt_g"),
+], ids=["no-step", "no-exp_avg", "no-exp_avg_sq", "pairs", "sparse-moment", "str-keys", "index-99", "str-params",
+        "negative-step", "negative-exp_avg_sq", "nan-moment", "bool-key"])
 def test_an_adam_state_that_cannot_be_trained_from_is_one_line_not_a_traceback_or_a_silent_reset(
         ema_run, tmp_path, capsys, change, message):
     run = _damaged(ema_run, tmp_path, change)

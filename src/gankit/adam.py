@@ -75,28 +75,40 @@ class Adam:
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """A state_dict of this class or of torch.optim.Adam over the same parameters: the saved settings and
-        moments (copies: moments in their parameter's device and dtype, step counts float32 on it).
-        Raises ValueError when the saved state does not describe one group of as many parameters."""
+        moments (copies in their parameter's device, dtype and memory layout: the fused kernel walks memory
+        flat; step counts float32 on it). An empty per-parameter state leaves that parameter to start afresh,
+        as torch.optim does. Raises ValueError when the saved state is not one group of as many parameters
+        (indices 0..n-1) with, for each, a dict."""
         groups = saved["param_groups"]
         params = self.param_groups[0]["params"]
         if len(groups) != 1 or len(groups[0]["params"]) != len(params):
             raise ValueError("the saved state has another number of parameter groups or parameters")
-        index = dict(zip(groups[0]["params"], params))
+        ids = groups[0]["params"]
+        if any(type(i) is not int for i in ids) or sorted(ids) != list(range(len(params))):
+            raise ValueError(f"its parameters are numbered {ids[:8]}, not 0 to {len(params) - 1}")
+        index = dict(zip(ids, params))
         state: dict[torch.Tensor, dict[str, Any]] = {}
         for key, values in saved["state"].items():
-            if key in index:
-                p = index[key]
-                state[p] = {name: _placed(value, p, name) for name, value in dict(values).items()}
+            if type(key) is not int or key not in index:
+                raise ValueError(f"it holds state for parameter {key!r}, which this model does not have")
+            if not isinstance(values, dict):
+                raise ValueError(f"the state of parameter {key} is a {type(values).__name__}, not a dict")
+            if values:
+                state[index[key]] = {name: _placed(value, index[key], name) for name, value in values.items()}
         self.state = state
         self.param_groups[0].update({k: v for k, v in groups[0].items() if k != "params"})
 
 
 def _placed(value: Any, param: torch.Tensor, name: str) -> Any:
-    if not isinstance(value, torch.Tensor):
-        return value  # the caller's checks say what is wrong with it
+    """A copy of value on param's device: a step count as float32, a moment in param's dtype and layout.
+    Anything else (another shape, a sparse tensor, not a tensor) as it is, for the caller's checks to name."""
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+        return value
     if name == "step":
         return value.to(dtype=torch.float32, device=param.device, copy=True)
-    return value.to(dtype=param.dtype, device=param.device, copy=True) if value.is_floating_point() else value
+    if value.is_floating_point() and value.shape == param.shape:
+        return torch.empty_like(param).copy_(value)
+    return value
 
 
 def adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> Any:

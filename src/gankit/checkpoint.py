@@ -142,13 +142,27 @@ def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], name
         raise GankitError(f"its {name} does not fit this run's optimizer ({str(exc).splitlines()[0]})") from None
     for group in optimizer.param_groups:
         for param in group["params"]:
-            for key, value in optimizer.state.get(param, {}).items():
-                shape = (() if key == "step" else param.shape)
-                if key not in ADAM_STATE or not isinstance(value, torch.Tensor) or not value.is_floating_point() \
-                        or value.shape != shape:
-                    what = f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}"
-                    raise GankitError(f"its {name} holds '{key}' ({what}) for a parameter of shape "
-                                      f"{tuple(param.shape)}: not Adam's state of this model")
+            _check_adam_state(optimizer.state.get(param, {}), param, name)
+
+
+def _check_adam_state(state: dict[str, Any], param: torch.Tensor, name: str) -> None:
+    """One parameter's Adam state: nothing (it starts afresh), or exactly a step count and two moments, each
+    a dense float tensor of the right shape holding finite values that Adam could have produced."""
+    if not state:
+        return
+    of = f"for a parameter of shape {tuple(param.shape)}"
+    if set(state) != set(ADAM_STATE):
+        raise GankitError(f"its {name} holds {sorted(map(str, state))} {of}: not Adam's state (step, exp_avg, "
+                          "exp_avg_sq)")
+    for key, value in state.items():
+        shape = () if key == "step" else param.shape
+        if not isinstance(value, torch.Tensor) or value.layout != torch.strided or not value.is_floating_point() \
+                or value.shape != shape:
+            what = f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}"
+            raise GankitError(f"its {name} holds '{key}' ({what}) {of}: not Adam's state of this model")
+        if not torch.isfinite(value).all() or (key != "exp_avg" and bool((value < 0).any())):
+            raise GankitError(f"its {name} holds '{key}' {of} with values Adam never produces (negative, "
+                              "infinite or NaN)")
 
 
 def set_rng_state(rng: torch.Generator, state: torch.Tensor) -> None:
