@@ -280,3 +280,11 @@ def test_the_command_waits_for_a_thread_still_at_work(tmp_path):
                        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
                        f"run(['generate', {str(tmp_path / 'none')!r}, '-o', {str(tmp_path / 'x.png')!r}])")
     assert done.returncode == 2 and "thread done" in done.stdout
+
+
+def test_a_file_where_a_folder_is_needed_is_named(tmp_path, capsys):
+    (tmp_path / "t.sh").write_text("echo hi\n")
+    assert main(["data", "mnist5k", "--pack", str(tmp_path / "t.sh" / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"gankit: error: {tmp_path / 't.sh'} is a file where a folder is needed (nothing was written there)\n"
+    assert (tmp_path / "t.sh").read_text() == "echo hi\n" and sorted(p.name for p in tmp_path.iterdir()) == ["t.sh"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import os
 import sys
 import threading
@@ -255,10 +256,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gankit: interrupted; {exc or 'nothing was changed'}", file=sys.stderr)
         return 130
     except OSError as exc:  # a read-only folder, a full disk: the path and the cause, on one line
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"gankit: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"gankit: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.filename and exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder was to be made
+        path = Path(exc.filename)
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file where a folder is needed (nothing was written there)"
+    return f"cannot write or read{where}: {exc.strerror or exc}"
 
 
 def run(argv: list[str] | None = None) -> None:
