@@ -80,3 +80,86 @@ def test_adam_is_torch_optim_where_the_fused_kernel_does_not_run():
     meta = torch.nn.Linear(2, 2, device="meta")
     fallback = adam(meta.parameters(), 1e-3, (0.5, 0.99))
     assert isinstance(fallback, torch.optim.Adam) and fallback.param_groups[0]["betas"] == (0.5, 0.99)
+
+
+# Mutation pass: what the class promises beyond the trainer's own path (a step with no gradients, zero_grad that
+# keeps the tensors, the ValueError contract of load_state_dict, loads that replace and copy, the factory's dtypes).
+def test_a_step_with_no_gradient_at_all_changes_nothing():
+    model = _model()
+    opt = Adam(model.parameters(), lr=1e-3)
+    opt.step()  # torch.optim skips it too; the fused kernel refuses empty lists
+    assert opt.state == {} and _same(model, _model())
+
+
+def test_zero_grad_can_keep_the_gradient_tensors_zeroed():
+    model = _model()
+    opt = Adam(model.parameters(), lr=1e-3)
+    model[:4](torch.randn(2, 3, 8, 8)).square().mean().backward()
+    grads = {p: p.grad for p in model.parameters() if p.grad is not None}
+    assert grads and all(g.abs().sum() > 0 for g in grads.values())
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is grads[p] and not p.grad.any() for p in grads)
+    assert list(model.parameters())[-1].grad is None  # no gradient: stays None
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def _shift_ids(saved, ids):
+    """saved with its parameters numbered ids (the state keyed alike, as a consistent but foreign numbering)."""
+    old = saved["param_groups"][0]["params"]
+    saved["state"] = {ids[old.index(k)]: v for k, v in saved["state"].items()}
+    saved["param_groups"][0]["params"] = list(ids)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["param_groups"].append({**s["param_groups"][0], "params": []}), "another number"),
+    (lambda s: _shift_ids(s, list(range(1, 9))), "numbered"),
+    (lambda s: _shift_ids(s, [False, True, 2, 3, 4, 5, 6, 7]), "numbered"),
+    (lambda s: s["state"].__setitem__(0, list(s["state"][0].items())), "not a dict"),
+], ids=["two-groups", "numbered-from-1", "bool-ids", "pairs"])
+def test_a_state_dict_of_another_layout_is_a_value_error(change, message):
+    model = _model()
+    trained = Adam(model.parameters(), lr=1e-3)
+    _train(model, trained, 1)
+    saved = copy.deepcopy(trained.state_dict())
+    change(saved)
+    opt = Adam(_model().parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match=message):
+        opt.load_state_dict(saved)
+    assert opt.state == {}
+
+
+def test_loading_replaces_the_whole_state_as_torch_optim_does():
+    model = _model()
+    opt = Adam(model.parameters(), lr=1e-3)
+    _train(model, opt, 2)
+    nothing_yet = Adam(_model().parameters(), lr=1e-3).state_dict()
+    theirs = _model()
+    ref = torch.optim.Adam(theirs.parameters(), lr=1e-3, fused=True)
+    _train(theirs, ref, 2)
+    assert len(opt.state) == len(ref.state) == 6
+    opt.load_state_dict(nothing_yet)
+    ref.load_state_dict(nothing_yet)
+    assert opt.state == {} and len(ref.state) == 0
+
+
+def test_a_loaded_state_is_the_loaders_own_copy():
+    # torch.optim.Adam deep-copies what it loads: two optimizers from one state_dict in memory train apart
+    first = _model()
+    opt = Adam(first.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    _train(first, opt, 2)
+    second = _model()
+    second.load_state_dict(first.state_dict())
+    twin = Adam(second.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    twin.load_state_dict(opt.state_dict())  # no deepcopy
+    _train(first, opt, 1, seed=2)
+    _train(second, twin, 1, seed=2)
+    assert opt.state_dict()["state"][0]["step"].item() == 3 and twin.state_dict()["state"][0]["step"].item() == 3
+    assert _same(first, second)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_adam_is_torch_optim_for_parameters_of_other_dtypes(dtype):
+    made = adam(torch.nn.Linear(2, 2).to(dtype).parameters(), 1e-3, (0.5, 0.99))
+    assert isinstance(made, torch.optim.Adam) and made.param_groups[0]["betas"] == (0.5, 0.99)
+    assert isinstance(adam(torch.nn.Linear(2, 2).double().parameters(), 1e-3, (0.5, 0.99)), Adam)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gankit import config, hardware
-from gankit.train import train
+from gankit.train import resume, train
 
 from .conftest import tiny_config
 
@@ -36,6 +36,23 @@ def test_the_plan_uses_cpu_bf16_only_where_it_is_native(monkeypatch, native):
     assert config.plan(concrete(preset="dcgan"), "cpu").autocast is False  # off unless asked for
     assert config.plan(concrete(preset="dcgan", amp=True), "cuda").autocast is True  # CUDA: amp, as before
     assert config.plan(concrete(cpu_bf16=True), "cpu").fused is not native  # the fused mlp step is fp32
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_never_turns_on_autocast_on_cuda(monkeypatch, native):
+    # amp alone decides on CUDA: cpu_bf16 is about the CPU
+    monkeypatch.setattr(config, "native_bf16", lambda: native)
+    cfg = tiny_config(preset="dcgan", conditional=False, amp=False, cpu_bf16=True)
+    assert config.plan(cfg, "cuda").autocast is False
+
+
+def test_cpu_bf16_may_change_on_resume(monkeypatch, tmp_path, capsys):
+    # machinery, not the run's identity: turning it on for a resumed run is allowed
+    monkeypatch.setattr(config, "native_bf16", lambda: False)
+    train(tiny_config(eval_every=0), tmp_path / "run", progress=False)
+    assert resume(tmp_path / "run", {"epochs": 2, "cpu_bf16": True}, progress=True).epochs == 2
+    assert "cpu_bf16: this CPU has no native bf16" in capsys.readouterr().err
+    assert "cpu_bf16 = true" in (tmp_path / "run" / "config.toml").read_text()
 
 
 def test_without_native_bf16_a_run_trains_in_fp32_and_says_so(monkeypatch, tmp_path, capsys):

@@ -154,3 +154,30 @@ def test_moments_saved_in_another_memory_layout_update_like_contiguous_ones():
         return p.detach()
 
     assert torch.equal(one_step(lambda t: t.clone()), one_step(lambda t: t.t().contiguous().t()))
+
+
+# Mutation pass: integer moments (which a copy into float would hide), a key beyond Adam's three (amsgrad's),
+# and the values Adam does produce: a zero second moment (a gradient entry that has always been 0) resumes.
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["opt_g"]["state"][0].__setitem__("exp_avg_sq", s["opt_g"]["state"][0]["exp_avg_sq"].long()),
+     "its opt_g holds 'exp_avg_sq' (Tensor (256, 64)) for a parameter of shape (256, 64): not Adam's state"),
+    (lambda s: s["opt_d"]["state"][1].__setitem__("max_exp_avg_sq", s["opt_d"]["state"][1]["exp_avg_sq"].clone()),
+     "its opt_d holds ['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq', 'step'] for a parameter of shape"),
+], ids=["integer-moment", "amsgrad-key"])
+def test_an_adam_state_of_another_kind_is_refused_in_one_line(ema_run, tmp_path, capsys, change, message):
+    run = _damaged(ema_run, tmp_path, change)
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert snapshot(run) == before
+
+
+def test_zero_second_moments_resume(ema_run, tmp_path):
+    def zeroed(state):
+        st = state["opt_g"]["state"][0]
+        st["exp_avg"].view(-1)[:8] = 0.0
+        st["exp_avg_sq"].view(-1)[:8] = 0.0
+
+    run = _damaged(ema_run, tmp_path, zeroed)
+    assert resume(run, {"epochs": 2}, progress=False).epochs == 2 and ckpt.load_checkpoint(run)["epoch"] == 2

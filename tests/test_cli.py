@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -259,7 +260,9 @@ def test_bad_option_values_exit_2_with_one_line(tmp_path, capsys, argv, message)
 
 def _run_gankit(code: str) -> subprocess.CompletedProcess:
     """A fresh interpreter that sets something up (`code`), then runs the `gankit` command's entry point."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # buffered output, as a terminal-less `gankit` has it (PYTHONUNBUFFERED would hide a missing flush)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_the_command_exits_quickly_yet_runs_exit_handlers_and_flushes(tmp_path):
@@ -288,3 +291,46 @@ def test_a_file_where_a_folder_is_needed_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"gankit: error: {tmp_path / 't.sh'} is a file where a folder is needed (nothing was written there)\n"
     assert (tmp_path / "t.sh").read_text() == "echo hi\n" and sorted(p.name for p in tmp_path.iterdir()) == ["t.sh"]
+
+
+# Mutation pass: both streams flushed, closed ones tolerated, daemon threads not waited for, `python -m gankit` alike.
+TORN = ("import atexit, os, sys, threading, time, torch\nfrom gankit.cli import run\n"
+        "atexit.register(lambda: print('handler ran', file=sys.stderr))\n"
+        "class Torn:\n    def __del__(self):\n        print('torn down', file=sys.stderr)\n"
+        "kept = Torn()\n")
+
+
+def _missing_run(tmp_path) -> str:
+    return f"run(['generate', {str(tmp_path / 'none')!r}, '-o', {str(tmp_path / 'x.png')!r}])"
+
+
+def test_the_quick_exit_flushes_a_partial_line_on_either_stream(tmp_path):
+    last = ("import atexit, sys\n"
+            "atexit.register(lambda: (print('out', end=''), print('err', end='', file=sys.stderr)))\n")
+    done = _run_gankit(last + TORN + _missing_run(tmp_path))  # the exit handler registered first runs last
+    assert done.returncode == 2 and done.stdout == "out" and done.stderr.endswith("handler ran\nerr")
+    assert "torn down" not in done.stderr
+
+
+@pytest.mark.parametrize("closing", [
+    "r, w = os.pipe()\nos.close(r)\nos.dup2(w, 1)\nos.close(w)\n",  # a reader that has gone (`| head`)
+    "sys.stdout.close()\n",
+], ids=["broken-pipe", "closed-stream"])
+def test_the_quick_exit_survives_a_stdout_that_cannot_be_flushed(tmp_path, closing):
+    done = _run_gankit(TORN + "print('lost', end='')\n" + closing + _missing_run(tmp_path))
+    assert done.returncode == 2 and "gankit: error:" in done.stderr and "handler ran" in done.stderr
+    assert "Traceback" not in done.stderr and "torn down" not in done.stderr, done.stderr
+
+
+def test_a_daemon_thread_does_not_hold_up_the_quick_exit(tmp_path):
+    # (tqdm's monitor is one: a daemon thread is never waited for, so it need not be)
+    done = _run_gankit(TORN + "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+                       + _missing_run(tmp_path))
+    assert done.returncode == 2 and "handler ran" in done.stderr and "torn down" not in done.stderr
+
+
+def test_python_m_gankit_exits_as_the_command_does(tmp_path):
+    argv = ["gankit", "generate", str(tmp_path / "none"), "-o", str(tmp_path / "x.png")]
+    done = _run_gankit(TORN + f"import runpy\nsys.argv = {argv!r}\nrunpy.run_module('gankit', run_name='__main__')\n")
+    assert done.returncode == 2 and "gankit: error:" in done.stderr and "handler ran" in done.stderr
+    assert "torn down" not in done.stderr

@@ -412,3 +412,21 @@ def test_fakes_in_either_byte_order_read_alike(synth, tmp_path):
     b = inputs.load_fakes(tmp_path / "big_endian.npy", None, (1, 28))
     assert np.load(tmp_path / "big_endian.npy").dtype.byteorder == ">" and torch.equal(a.images, b.images)
     assert a.images.shape == (200, 1, 28, 28) and a.images.dtype == torch.uint8
+
+
+def test_fakes_are_refused_once_more_than_a_tenth_are_real_images():
+    from gankit.detect.training import _check_apart
+    from gankit.errors import GankitError
+
+    reals = torch.from_numpy(synthetic(100, 0)[0])
+    fakes = torch.from_numpy(synthetic(100, 1, corner=True)[0])
+
+    def check(fake_images):
+        _check_apart({"real_hashes": inputs.image_hashes(reals), "fake_hashes": inputs.image_hashes(fake_images)},
+                     "packed:real")
+
+    check(torch.cat([reals[:10], fakes[10:]]))  # a tenth: a GAN may copy a few training images; still trained
+    with pytest.raises(GankitError, match=r"11 of the 100 fakes are, pixel for pixel, real images of packed:real"):
+        check(torch.cat([reals[:11], fakes[11:]]))
+    with pytest.raises(GankitError, match="100 of the 100 fakes"):  # one real image, over and over
+        check(reals[:1].expand(100, -1, -1, -1))

@@ -217,3 +217,48 @@ def test_a_folder_is_packed_once_by_rank_0_and_mapped_by_both(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("gankit: packing 64 images of") == 1  # rank 0 packed; rank 1 waited, then mapped
     assert len(list((tmp_path / "cache" / "packs").iterdir())) == 1 and len(_rows(run)) == 2
+
+
+# Mutation pass: the agreed stop's meeting point, deterministically (the Ctrl-C test above sees it only as a race).
+SETTLE = """
+import sys, time
+from pathlib import Path
+import torch.distributed as dist
+from gankit.distributed import World, settle
+rank, store, mark = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+if rank == 0:
+    time.sleep(1.5)  # rank 0 still closing its files
+    mark.write_text("closed")
+settle(World(rank, rank, 2))
+print(mark.exists())
+dist.destroy_process_group()
+"""
+
+
+def test_settle_waits_until_every_rank_gets_there(tmp_path):
+    distributed.settle(World())  # one process, no group: nothing to wait for
+    argv = [str(tmp_path / "store"), str(tmp_path / "mark")]
+    procs = [subprocess.Popen([sys.executable, "-c", SETTLE, str(rank), *argv], env=_env(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [out.strip() for out, _ in outs] == ["True", "True"]  # rank 1 left only after rank 0 had written
+
+
+def test_an_agreed_stop_settles_and_stays_an_agreed_stop(tmp_path, monkeypatch):
+    from gankit.train import train
+
+    from .conftest import tiny_config
+
+    met = []
+    monkeypatch.setattr(distributed, "any_rank", lambda world, flag, device: True)  # another rank heard Ctrl-C
+    monkeypatch.setattr(distributed, "settle", met.append)
+    with pytest.raises(KeyboardInterrupt) as stopped:  # (a plain one would end pytest's session)
+        train(tiny_config(eval_every=0), tmp_path / "run", progress=False)
+    assert type(stopped.value) is distributed.AgreedStop
+    assert met == [World()] and "no checkpoint was written yet" in str(stopped.value)  # what a stop leaves
