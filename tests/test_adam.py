@@ -163,3 +163,11 @@ def test_adam_is_torch_optim_for_parameters_of_other_dtypes(dtype):
     made = adam(torch.nn.Linear(2, 2).to(dtype).parameters(), 1e-3, (0.5, 0.99))
     assert isinstance(made, torch.optim.Adam) and made.param_groups[0]["betas"] == (0.5, 0.99)
     assert isinstance(adam(torch.nn.Linear(2, 2).double().parameters(), 1e-3, (0.5, 0.99)), Adam)
+
+
+def test_settings_this_update_does_not_run_are_not_taken_from_a_saved_state():
+    ref = torch.optim.Adam(_model().parameters(), lr=1e-3, amsgrad=True, weight_decay=0.1, maximize=True)
+    opt = Adam(_model().parameters(), lr=1e-2)
+    opt.load_state_dict(ref.state_dict())
+    group = opt.param_groups[0]
+    assert group["lr"] == 1e-3 and not group["amsgrad"] and group["weight_decay"] == 0 and not group["maximize"]

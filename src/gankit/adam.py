@@ -74,8 +74,8 @@ class Adam:
                 "param_groups": [{**settings, "params": list(range(len(params)))}]}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
-        """A state_dict of this class or of torch.optim.Adam over the same parameters: the saved settings and
-        moments (copies in their parameter's device, dtype and memory layout: the fused kernel walks memory
+        """A state_dict of this class or of torch.optim.Adam over the same parameters: the saved lr, betas and
+        eps, and moments (copies in their parameter's device, dtype and memory layout: the fused kernel walks memory
         flat; step counts float32 on it). An empty per-parameter state leaves that parameter to start afresh,
         as torch.optim does. Raises ValueError when the saved state is not one group of as many parameters
         (indices 0..n-1) with, for each, a dict."""
@@ -96,7 +96,8 @@ class Adam:
             if values:
                 state[index[key]] = {name: _placed(value, index[key], name) for name, value in values.items()}
         self.state = state
-        self.param_groups[0].update({k: v for k, v in groups[0].items() if k != "params"})
+        # the settings this update uses; the rest (amsgrad, weight_decay, maximize...) stay this class's own
+        self.param_groups[0].update({k: groups[0][k] for k in ("lr", "betas", "eps") if k in groups[0]})
 
 
 def _placed(value: Any, param: torch.Tensor, name: str) -> Any:

@@ -119,7 +119,8 @@ def train_detector(real: str | None = None, fakes: Sequence[str] = (), method: s
 
 
 def _check_apart(hashes: dict[str, torch.Tensor], real: str) -> None:
-    """Refuse fakes that are mostly the real images themselves (the same pictures given as both)."""
+    """Refuse fakes of which more than a tenth are, pixel for pixel, real training images (the real data
+    given as fakes, or fakes mixed with it). Fakes equal to held-out real images are not looked for."""
     same = int(torch.isin(hashes["fake_hashes"], hashes["real_hashes"]).sum())
     if same * 10 > len(hashes["fake_hashes"]):
         raise GankitError(f"{same} of the {len(hashes['fake_hashes'])} fakes are, pixel for pixel, real images of "
