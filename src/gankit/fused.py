@@ -31,8 +31,8 @@ def _leaky_grad(pre: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 class FusedMLPStep:
     """Holds references to the modules' parameters and optimizers; step(real, z) does the D and G updates."""
 
-    def __init__(self, G: torch.nn.Module, D: torch.nn.Module, opt_g: Adam,
-                 opt_d: Adam, label_smoothing: float = 0.0):
+    def __init__(self, G: torch.nn.Module, D: torch.nn.Module, opt_g: Adam, opt_d: Adam,
+                 label_smoothing: float = 0.0):
         g1, g2 = G.net[0], G.net[2]
         d1, d2 = D.body[1], D.head
         self.g_params = [g1.weight, g1.bias, g2.weight, g2.bias]

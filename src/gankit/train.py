@@ -100,7 +100,7 @@ def _claimed(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: di
                 lock.discard((ckpt.CONFIG,))  # a new run that failed before training leaves nothing behind
             if isinstance(exc, KeyboardInterrupt):  # say what a stopped run leaves (the CLI prints it)
                 raise type(exc)(trainer.on_disk() if trainer and trainer.started else
-                                        "before training started: nothing was changed") from None
+                                "before training started: nothing was changed") from None
             raise
 
 
