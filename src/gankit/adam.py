@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 FUSED_DEVICES = ("cpu", "cuda")  # where torch._fused_adam_ runs (torch >= 2.4)
+STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")  # one parameter's state, as torch.optim.Adam keeps it
 
 
 class Adam:
@@ -38,7 +39,7 @@ class Adam:
                 self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
                                  "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                                  "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-        return tuple([self.state[p][key] for p in params] for key in ("step", "exp_avg", "exp_avg_sq"))
+        return tuple([self.state[p][key] for p in params] for key in STATE_KEYS)
 
     @torch.no_grad()
     def update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
@@ -121,4 +122,4 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, fl
     return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
-__all__ = ["Adam", "adam"]
+__all__ = ["Adam", "STATE_KEYS", "adam"]

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import config as config_mod
+from .adam import STATE_KEYS as ADAM_STATE
 from .errors import GankitError
 from .files import atomic_write
 from .models import build_generator
@@ -118,9 +119,6 @@ def check_weights(name: str, saved: dict[str, Any], module: torch.nn.Module) -> 
         if value.shape != expected[key].shape:
             raise GankitError(f"its {name} entry '{key}' has shape {tuple(value.shape)} where this run's model "
                               f"has {tuple(expected[key].shape)}: a checkpoint of another model")
-
-
-ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], name: str) -> None:
