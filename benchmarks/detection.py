@@ -28,8 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gankit.data import loading
+
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import machine  # noqa: E402
+from common import machine  # noqa: E402
 
 METHODS = ("cnn", "probe", "spectrum", "discriminator")
 CONDITIONS = {"clean": {}, "jpeg75": {"jpeg": 75}, "blur1": {"blur": 1.0}}
@@ -41,24 +43,23 @@ def split_data(work: Path) -> dict[str, str]:
     """Three packs of mnist5k digits, disjoint, each keeping labels: gen, det, test."""
     import torch
 
-    from gankit import data as data_mod
 
-    data = data_mod.load("mnist5k")
+    data = loading.load("mnist5k")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(2026))
     sources, start = {}, 0
     for name, size in zip(("gen", "det", "test"), SPLIT):
         index = order[start:start + size].sort().values
         start += size
-        part = data_mod.ImageData(data.images[index].clone(), data.labels[index].clone(), data.classes,
+        part = loading.ImageData(data.images[index].clone(), data.labels[index].clone(), data.classes,
                                   f"mnist5k-{name}")
-        sources[name] = f"packed:{data_mod.write_pack(part, work / 'data' / name)}"
+        sources[name] = f"packed:{loading.write_pack(part, work / 'data' / name)}"
     return sources
 
 
 def train_generators(work: Path, gen: str, epochs: int, simple_epochs: int | None) -> dict[str, dict]:
     """The runs (name -> {run, seconds}); the early dcgan is the default run copied after 2 epochs."""
     from gankit import config
-    from gankit.train import resume, train
+    from gankit.training.launch import resume, train
 
     # the unconditional dcgan with seed 0 never leaves its first checkerboard on these 2,000 digits (FD ~6,000,
     # BENCHMARKS.md); seed 1 learns digits, and a detector benchmark wants generators that work
@@ -68,7 +69,8 @@ def train_generators(work: Path, gen: str, epochs: int, simple_epochs: int | Non
     for name, (preset, sets) in plans.items():
         start = time.perf_counter()
         cfg = config.resolve(preset, None, {**sets, "eval_every": 0, "device": "cpu"}, data=gen,
-                             epochs=2 if name == "dcgan-late" else (simple_epochs if preset == "simple-gan" else epochs))
+                             epochs=2 if name == "dcgan-late"
+                             else (simple_epochs if preset == "simple-gan" else epochs))
         run = work / "runs" / name
         result = train(cfg, run, progress=False)
         if name == "dcgan-late":  # the same run at epoch 2 (early) and at the end (late)
@@ -82,7 +84,7 @@ def train_generators(work: Path, gen: str, epochs: int, simple_epochs: int | Non
 
 def measure_generators(runs: dict[str, dict], evaluator: str) -> None:
     """Each generator's FD (and the real-vs-real floor) in the gen-part evaluator's features, n = 1,000."""
-    from gankit.evaluate import evaluate
+    from gankit.quality.evaluate import evaluate
 
     for info in runs.values():
         result = evaluate(info["run"], 1000, evaluator, progress=False, record=False)
@@ -91,7 +93,7 @@ def measure_generators(runs: dict[str, dict], evaluator: str) -> None:
 
 def draw_fakes(work: Path, runs: dict[str, dict], n: int) -> dict[str, dict[str, str]]:
     """name -> {train: .npy (seed 1), test: .npy (seed 2)} of n fakes each."""
-    from gankit.generate import generate
+    from gankit.inference.generate import generate
 
     fakes = {}
     for name, info in runs.items():
@@ -149,13 +151,13 @@ def evaluate_all(detectors: dict[str, str], sources: dict, fakes: dict) -> dict:
 
 def run_benchmark(work: Path, epochs: int, simple_epochs: int | None = None) -> dict:
     os.environ["GANKIT_CACHE_DIR"] = str(work / "cache")
-    from gankit import classifier as clf
-    from gankit import data as data_mod
+    from gankit.quality import classifier
 
     start = time.perf_counter()
     sources = split_data(work)
-    gen_data = data_mod.load(sources["gen"])
-    evaluator = clf.save_classifier(clf.train_classifier(gen_data, progress=False), work / "evaluator.safetensors")
+    gen_data = loading.load(sources["gen"])
+    evaluator = classifier.save_classifier(classifier.train_classifier(gen_data, progress=False),
+                                           work / "evaluator.safetensors")
     runs = train_generators(work, sources["gen"], epochs, simple_epochs)
     measure_generators(runs, str(evaluator))
     fakes = draw_fakes(work, runs, SPLIT[2])

@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from profile_step import build, steps  # noqa: E402
-from throughput import machine  # noqa: E402
+from common import build, machine, steps  # noqa: E402
 
 
 class NormAct(nn.Module):

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from gankit import checkpoint as ckpt
-from gankit.records import MetricsFile
+from gankit.run import checkpoint, layout
+from gankit.run.metrics_log import MetricsFile
 
 
 def gankit(*argv: str) -> list[str]:
@@ -35,9 +35,9 @@ def gankit(*argv: str) -> list[str]:
 def on_disk(run: Path) -> str:
     if not run.exists():
         return "no folder"
-    if (run / ckpt.CHECKPOINT).exists():
-        return f"checkpoint of epoch {ckpt.load_checkpoint(run)['epoch']}"
-    return "config.toml, no checkpoint" if (run / ckpt.CONFIG).exists() else "folder without config"
+    if (run / layout.CHECKPOINT).exists():
+        return f"checkpoint of epoch {checkpoint.load_checkpoint(run)['epoch']}"
+    return "config.toml, no checkpoint" if (run / layout.CONFIG).exists() else "folder without config"
 
 
 def trial(root: Path, index: int, delay: float, sig: int, epochs: int) -> dict:
@@ -60,8 +60,8 @@ def trial(root: Path, index: int, delay: float, sig: int, epochs: int) -> dict:
     finished = proc.returncode == 0  # it ended before the signal came: nothing to resume
     done = subprocess.CompletedProcess(cmd, 0, "", "") if finished else subprocess.run(cmd, capture_output=True,
                                                                                        text=True)
-    steps = [r["step"] for r in MetricsFile(run / ckpt.METRICS).read("train")] if run.exists() else []
-    final = ckpt.load_checkpoint(run) if (run / ckpt.CHECKPOINT).exists() else {}
+    steps = [r["step"] for r in MetricsFile(run / layout.METRICS).read("train")] if run.exists() else []
+    final = checkpoint.load_checkpoint(run) if (run / layout.CHECKPOINT).exists() else {}
     ok = (done.returncode == 0 and final.get("epoch") == epochs and steps == list(range(1, final["step"] + 1))
           and not list(run.glob(".*.tmp")))
     result = {"trial": index, "stop": stopped, "resume_exit": done.returncode, "final_epoch": final.get("epoch"),

@@ -22,8 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from gankit.data import loading
+
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import machine  # noqa: E402
+from common import machine  # noqa: E402
 
 # The first rounds ran with the DCGAN project's discriminator (16-32-64 channels), the preset's until the sixth
 # round, and unconditional (the preset's until the seventh); their variants keep both so that their rows can be
@@ -86,12 +88,11 @@ def main() -> None:
     work = Path(args.out or tempfile.mkdtemp())
     os.environ.setdefault("GANKIT_CACHE_DIR", str(work / "cache"))
     from gankit import config
-    from gankit import data as data_mod
-    from gankit import evaluator as ev
-    from gankit.evaluate import evaluate
-    from gankit.train import train
+    from gankit.quality import evaluator as ev
+    from gankit.quality.evaluate import evaluate
+    from gankit.training.launch import train
 
-    ev.reference_for(data := data_mod.load("mnist5k"), ev.evaluator_for(data, progress=False))
+    ev.reference_for(data := loading.load("mnist5k"), ev.evaluator_for(data, progress=False))
     names = args.variants or list(VARIANTS)
     budget = ({"epochs": str(args.epochs)} if args.epochs
               else {"epochs": "1000", "time_limit": str(args.seconds)})
@@ -133,9 +134,11 @@ def markdown(out: dict) -> str:
                else f"{mean(rs, lambda r: r['best']['class_accuracy']):.2f}")
         per_seed = ", ".join(f"{r['best']['fd']:.1f}" for r in rs) if len(rs) > 1 else ""
         lines.append(f"| {name} | {v['mean_best_fd']:.1f} | {mean(rs, lambda r: r['last']['fd']):.1f} | "
-                     f"{mean(rs, lambda r: r['best']['precision']):.2f} | {mean(rs, lambda r: r['best']['recall']):.2f} | "
+                     f"{mean(rs, lambda r: r['best']['precision']):.2f} | "
+                     f"{mean(rs, lambda r: r['best']['recall']):.2f} | "
                      f"{min(r['best']['classes_covered'] for r in rs)} | {acc} | "
-                     f"{mean(rs, lambda r: r['images_per_s']):.0f} | {mean(rs, lambda r: r['steps']):.0f} | {per_seed} |")
+                     f"{mean(rs, lambda r: r['images_per_s']):.0f} | {mean(rs, lambda r: r['steps']):.0f} | "
+                     f"{per_seed} |")
     lines.append(f"| real vs real (floor) | {floor['fd']:.2f} | | {floor['precision']:.2f} | {floor['recall']:.2f} | "
                  f"{floor['classes_covered']} | | | |")
     return "\n".join(lines) + "\n"

@@ -13,19 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-import torch
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import machine  # noqa: E402
+from common import build, machine, steps  # noqa: E402
 
-TUTORIAL = {"dcgan": {"rotation": 20, "ema": 0, "d_channels": "16,32,64", "conditional": False, "eval_every": 0},
-            "simple-gan": {"ema": 0, "conditional": False, "eval_every": 0}}
 CATEGORIES = [  # (category, substrings of the operator name), first match wins
     ("convolution", ("conv", "mkldnn_convolution", "col2im", "im2col", "fold")),
     ("matmul", ("addmm", "mm", "bmm", "linear", "matmul")),
@@ -43,30 +39,6 @@ def category(name: str) -> str:
         if any(k in low for k in keys):
             return cat
     return "other (elementwise, copies, autograd bookkeeping)"
-
-
-def build(preset: str, sets: dict):
-    from gankit import config
-    from gankit.trainer import Trainer
-
-    cfg = config.resolve(preset, sets={**TUTORIAL.get(preset, {}), **sets}, epochs=1, device="cpu")
-    run = Path(tempfile.mkdtemp()) / "run"
-    run.mkdir()
-    return Trainer(cfg, run, progress=False)
-
-
-def steps(trainer, count: int, label: bool = False):
-    done = 0
-    while done < count:
-        for real, y in trainer.batches.epoch(done):
-            if label:
-                with record_function("step"):
-                    trainer.train_step(real, y)
-            else:
-                trainer.train_step(real, y)
-            done += 1
-            if done == count:
-                return
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import machine  # noqa: E402
+from common import machine  # noqa: E402
 
 KEYS = ("fd", "kid", "precision", "recall", "classes_covered", "class_kl", "spread")
 
@@ -36,8 +36,8 @@ def main() -> None:
     work = Path(args.out or tempfile.mkdtemp())
     os.environ["GANKIT_CACHE_DIR"] = str(work / "cache")  # fresh: the evaluator is trained on first need
     from gankit import config
-    from gankit.evaluate import evaluate
-    from gankit.train import train
+    from gankit.quality.evaluate import evaluate
+    from gankit.training.launch import train
 
     out = {"benchmark": "quality", "machine": machine(), "data": "mnist5k", "n": args.n, "presets": {}}
     for preset in args.presets:

@@ -30,8 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gankit.data import loading
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import machine  # noqa: E402
+from common import machine  # noqa: E402
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 
@@ -65,18 +67,22 @@ def procs(work: Path, reps: int, epochs: int) -> dict:
             if done.returncode:
                 raise SystemExit(done.stderr[-2000:])
             found[name].append(_steady(run))
-    return {k: {"images_per_s": round(statistics.median(v), 1), "runs": [round(x) for x in v]} for k, v in found.items()}
+    return {k: {"images_per_s": round(statistics.median(v), 1), "runs": [round(x) for x in v]}
+            for k, v in found.items()}
 
 
 EVAL_WORKER = r"""
 import json, sys, time, torch, torch.distributed as dist
-from gankit import config, data, evaluator as ev, metrics
-from gankit.distributed import Rows, World, from_env, start
+from gankit import config
+from gankit.data import loading
+from gankit.quality import evaluator as ev, metrics
+from gankit.devices import Rows, World, from_env
+from gankit.training.distributed import start
 from gankit.models import build, class_labels
-from gankit.sampling import sample
+from gankit.inference.sampling import sample
 world = from_env(); device = start(world, torch.device('cpu'))
 cfg = config.resolve('dcgan')
-ds = data.load('mnist5k')
+ds = loading.load('mnist5k')
 evaluator = ev.evaluator_for(ds, progress=False); reference = ev.reference_for(ds, evaluator)
 n = metrics.comparable_n(reference, cfg.eval_samples)
 torch.manual_seed(0)
@@ -134,8 +140,8 @@ def write_folder(root: Path, count: int) -> None:
 
 def folder(work: Path, count: int, seconds: float, reps: int) -> dict:
     """Decode/pack time, reload time, and packed vs in-memory training images/s."""
-    from gankit import config, data
-    from gankit.trainer import Trainer
+    from gankit import config
+    from gankit.training.trainer import Trainer
 
     root = work / "faces"
     t = time.perf_counter()
@@ -143,10 +149,10 @@ def folder(work: Path, count: int, seconds: float, reps: int) -> dict:
     written = time.perf_counter() - t
     os.environ["GANKIT_CACHE_DIR"] = str(work / "cache")
     t = time.perf_counter()
-    first = data.load(f"folder:{root}", image_size=64)
+    first = loading.load(f"folder:{root}", image_size=64)
     decode = time.perf_counter() - t
     t = time.perf_counter()
-    again = data.load(f"folder:{root}", image_size=64)
+    again = loading.load(f"folder:{root}", image_size=64)
     reload = time.perf_counter() - t
     assert "reused" in again.cache and first.images.shape == (count, 3, 64, 64)
     speeds: dict[str, list[float]] = {"packed (mapped)": [], "in memory": []}

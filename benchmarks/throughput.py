@@ -5,7 +5,7 @@ with per-sample PIL transforms (RandomRotation for dcgan, ToTensor, Normalize) t
 (num_workers=0, shuffle=True), and a fresh noise batch (a second G forward) for the G step. The D step
 detaches the fake batch (as pytorch/examples does), so the baseline is the faster reading of the tutorial.
 
-gankit's way: `gankit.train.train` itself on the same data; images/s is read from the epoch records in
+gankit's way: `gankit.training.launch.train` itself on the same data; images/s is read from the epoch records in
 metrics.jsonl, excluding the first (warm-up) epoch.
 
 gankit and the tutorial loop alternate `--rounds` times (this host's speed swings by 30% between runs); the
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import struct
 import sys
@@ -28,19 +26,8 @@ from pathlib import Path
 
 import torch
 
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import build, machine  # noqa: E402
 
 
 def write_idx(root: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -65,11 +52,12 @@ def tutorial_loop(preset: str, root: Path, steps: int, warmup: int = 3) -> float
     from torchvision.datasets import MNIST
 
     from gankit.config import PRESETS
-    from gankit.models import build
+    from gankit.models.registry import build
 
     p = PRESETS[preset]
     aug = [T.RandomRotation((-20, 20))] if TUTORIAL_ROTATION[preset] else []
-    ds = MNIST(str(root), train=True, download=False, transform=T.Compose(aug + [T.ToTensor(), T.Normalize((0.5,), (0.5,))]))
+    transform = T.Compose(aug + [T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+    ds = MNIST(str(root), train=True, download=False, transform=transform)
     loader = DataLoader(ds, batch_size=p["batch_size"], shuffle=True)
     torch.manual_seed(0)
     G, D = build(p["model"], p["z_dim"], 1, 28)
@@ -108,8 +96,8 @@ def gankit_loop(preset: str, epochs: int, work: Path, exact: bool = True, **more
     """images/s over epochs 2.. of gankit's own training on mnist5k: with the tutorial-exact flags, or the
     preset's own defaults (exact=False); `more` adds settings (cpu_bf16=True)."""
     from gankit import config
-    from gankit.plots import read_metrics
-    from gankit.train import train
+    from gankit.report.plots import read_metrics
+    from gankit.training.launch import train
 
     # the same networks and augmentation work as the tutorial loop (the dcgan preset no longer rotates by
     # default; the widths are pinned, the dcgan D's to the tutorial's 16-32-64 channels, no EMA, and both
@@ -141,8 +129,6 @@ def flops_per_image(preset: str) -> float:
     gankit's own step with the tutorial-exact flags."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from profile_step import build
 
     trainer = build(preset, {"fused": False})  # autograd: the fused step's addmm calls are not all counted
     real, y = next(iter(trainer.batches.epoch(0)))
@@ -181,8 +167,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="gankit and the tutorial loop alternate this often")
     args = parser.parse_args()
 
-    from gankit.data import load
-    from gankit.hardware import native_bf16
+    from gankit.data.loading import load
+    from gankit.devices import native_bf16
 
     digits = load("mnist5k")
     out = {"benchmark": "throughput", "machine": machine(), "data": "mnist5k (5,000 digits)", "presets": {}}

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from gankit import config
-from gankit.train import train
+from gankit.training.launch import train
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -103,3 +105,19 @@ def children(pid: int) -> list[int]:
         except (OSError, IndexError, ValueError):
             pass
     return found
+
+
+class _InceptionStub(nn.Module):
+    """Same contract as the FID Inception: N x 3 x 299 x 299 in, N x D features out."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == 3 and x.shape[2] == 299 and x.shape[3] == 299
+        return nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)  # 48 features
+
+
+@pytest.fixture
+def stub_weights(tmp_path, monkeypatch):
+    path = tmp_path / "stub.pt"
+    torch.jit.script(_InceptionStub()).save(str(path))
+    monkeypatch.setenv("GANKIT_INCEPTION_WEIGHTS", str(path))
+    return path

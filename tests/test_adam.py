@@ -1,4 +1,4 @@
-"""gankit.adam: torch.optim.Adam(fused=True)'s update bit for bit, its state-dict layout both ways, and
+"""gankit.training.adam: torch.optim.Adam(fused=True)'s update bit for bit, its state-dict layout both ways, and
 torch.optim itself where the fused kernel does not run."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from gankit.adam import Adam, adam
+from gankit.training.adam import Adam, adam
 
 
 def _model(seed: int = 0) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""The Python API: gankit.load and its Generator, and train/resume/generate/evaluate/export at the top level."""
+"""The Python API: gankit.load and its TrainedGenerator, and train/resume/generate/evaluate/export at the top level."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from gankit.cli import main
 
 def test_load_describes_the_generator(mlp_run):
     g = gankit.load(mlp_run)
-    assert isinstance(g, gankit.Generator) and isinstance(g, torch.nn.Module)
+    assert isinstance(g, gankit.TrainedGenerator) and isinstance(g, torch.nn.Module)
     assert (g.z_dim, g.image_shape, g.classes, g.num_classes) == (64, (1, 28, 28), None, 0)
     assert (g.epoch, g.step) == (1, 8) and g.source == mlp_run / "generator.safetensors"
     assert g.spec["model"] == "mlp" and not g.training
@@ -162,19 +162,22 @@ def test_top_level_functions_are_the_documented_ones():
         assert all(p in doc for p in params if p != "settings"), name
 
 
-@pytest.mark.parametrize("first", ["import gankit.train, gankit.generate, gankit.evaluate, gankit.export",
-                                   "from gankit.train import resume, train",
+@pytest.mark.parametrize("first", ["import gankit.training.launch, gankit.inference.generate, "
+                                   "gankit.quality.evaluate, gankit.inference.export",
+                                   "from gankit.training.launch import resume, train",
                                    "from gankit import cli; cli.main(['generate', '--help'])",
                                    "import gankit"])
 def test_the_names_stay_functions_after_their_modules_are_imported(first):
-    # a submodule import binds the module as the package attribute; gankit keeps the function there
     code = (f"try:\n    {first}\nexcept SystemExit:\n    pass\n"
-            "import inspect, sys, gankit, gankit.train, gankit.generate, gankit.evaluate, gankit.export\n"
+            "import inspect, sys, gankit, gankit.training.launch, gankit.inference.generate\n"
+            "import gankit.quality.evaluate, gankit.inference.export, gankit.inference.trained\n"
             "for name in ('train', 'resume', 'generate', 'evaluate', 'export', 'load'):\n"
             "    f = getattr(gankit, name)\n"
             "    assert inspect.isfunction(f) and f.__name__ == name, (name, f)\n"
             "from gankit import train\n"
-            "assert train is sys.modules['gankit.train'].train\n"
+            "assert train is sys.modules['gankit.training.launch'].train\n"
+            "trained = sys.modules['gankit.inference.trained']\n"
+            "assert gankit.Generator is gankit.TrainedGenerator is trained.TrainedGenerator\n"
             "assert list(inspect.signature(gankit.train).parameters)[:2] == ['cfg', 'run_dir']\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from gankit import config, hardware
-from gankit.train import resume, train
+from gankit import config, devices
+from gankit.training.launch import resume, train
 
 from .conftest import tiny_config
 
@@ -22,10 +22,10 @@ def _cpuinfo(tmp_path, flags: str):
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
-    assert hardware.native_bf16(_cpuinfo(tmp_path, "fpu sse avx2 fma avx512f avx512_bf16 avx512_vnni"))
-    assert hardware.native_bf16(_cpuinfo(tmp_path, "fpu avx2 amx_tile amx_bf16"))
-    assert not hardware.native_bf16(_cpuinfo(tmp_path, "fpu sse avx2 fma avx512f avx512bw"))  # Zen 3-like
-    assert not hardware.native_bf16(tmp_path / "missing")
+    assert devices.native_bf16(_cpuinfo(tmp_path, "fpu sse avx2 fma avx512f avx512_bf16 avx512_vnni"))
+    assert devices.native_bf16(_cpuinfo(tmp_path, "fpu avx2 amx_tile amx_bf16"))
+    assert not devices.native_bf16(_cpuinfo(tmp_path, "fpu sse avx2 fma avx512f avx512bw"))  # Zen 3-like
+    assert not devices.native_bf16(tmp_path / "missing")
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -7,10 +7,10 @@ import shutil
 import pytest
 import torch
 
-from gankit import checkpoint as ckpt
 from gankit import config
 from gankit.cli import main
-from gankit.train import Trainer, resume, train
+from gankit.run import checkpoint, generator_file
+from gankit.training.launch import Trainer, resume, train
 
 from .conftest import snapshot, tiny_config
 
@@ -26,9 +26,9 @@ def ema_run(tmp_path_factory):
 def _damaged(ema_run, tmp_path, change):
     run = tmp_path / "run"
     shutil.copytree(ema_run, run)
-    state = ckpt.load_checkpoint(run)
+    state = checkpoint.load_checkpoint(run)
     change(state)
-    ckpt.save_checkpoint(state, run)
+    checkpoint.save_checkpoint(state, run)
     return run
 
 
@@ -46,7 +46,8 @@ def train_state_of(cfg):
     (lambda s: s.__setitem__("discriminator", torch.zeros(3)), "its 'discriminator' is a Tensor where a dict belongs"),
     (lambda s: s["generator"].pop("net.2.bias"), "its generator is another model: it lacks 'net.2.bias'"),
     (lambda s: s["discriminator"].__setitem__("extra.weight", torch.zeros(1)), "has 'extra.weight', which this run"),
-    (lambda s: s.__setitem__("fixed_noise", torch.zeros(16, 7)), "fixed noise is a torch.float32 tensor of shape (16, 7)"),
+    (lambda s: s.__setitem__("fixed_noise", torch.zeros(16, 7)),
+     "fixed noise is a torch.float32 tensor of shape (16, 7)"),
     (lambda s: s.__setitem__("fixed_noise", torch.zeros(16)), "shape (16,), not N x 64 floats"),
     (lambda s: s.pop("rng"), "it lacks 'rng'"),
     (lambda s: s.__setitem__("rng", torch.zeros(3, dtype=torch.uint8)), "its rng is not a random generator state"),
@@ -73,12 +74,12 @@ def test_a_checkpoint_that_does_not_fit_is_one_line_and_changes_nothing(ema_run,
 
 
 def test_state_dict_round_trips_into_a_fresh_trainer(ema_run):
-    state = ckpt.load_checkpoint(ema_run)
-    cfg = config.override(ckpt.load_run_config(ema_run), {"epochs": 2})
+    state = checkpoint.load_checkpoint(ema_run)
+    cfg = config.override(generator_file.load_run_config(ema_run), {"epochs": 2})
     trainer = Trainer(cfg, None, progress=False)
     trainer.load_state_dict(state)
     again = trainer.state_dict()
-    assert set(again) == set(state) == set(ckpt.STATE_KEYS) | set(ckpt.OPTIONAL_KEYS)
+    assert set(again) == set(state) == set(checkpoint.STATE_KEYS) | set(checkpoint.OPTIONAL_KEYS)
     for key in ("generator", "discriminator"):
         assert all(torch.equal(again[key][k], state[key][k]) for k in state[key])
     assert all(torch.equal(again["ema"]["model"][k], v) for k, v in state["ema"]["model"].items())
@@ -92,8 +93,8 @@ def test_crafted_optimizer_settings_are_not_taken(ema_run, tmp_path):
         state["opt_g"]["param_groups"][0].update(lr="fast", betas=(2.0,), eps=-1)
     run = _damaged(ema_run, tmp_path, craft)
     resume(run, {"epochs": 2}, progress=False)
-    group = ckpt.load_checkpoint(run)["opt_g"]["param_groups"][0]
-    cfg = ckpt.load_run_config(run)
+    group = checkpoint.load_checkpoint(run)["opt_g"]["param_groups"][0]
+    cfg = generator_file.load_run_config(run)
     assert (group["lr"], tuple(group["betas"]), group["eps"]) == (cfg.lr, (cfg.beta1, cfg.beta2), 1e-8)
 
 
@@ -101,10 +102,11 @@ def test_a_checkpoint_from_before_the_optional_keys_still_resumes(ema_run, tmp_p
     # written before loss_g, rng_device and quality were kept: resumes with their defaults
     run = _damaged(ema_run, tmp_path, lambda s: [s.pop(k) for k in ("loss_g", "rng_device", "quality", "config")])
     result = resume(run, {"epochs": 2}, progress=False)
-    assert result.epochs == 2 and ckpt.load_checkpoint(run)["epoch"] == 2
+    assert result.epochs == 2 and checkpoint.load_checkpoint(run)["epoch"] == 2
 
 
-# Review of gankit.adam: per-parameter states that load but cannot be trained from, and states that load into nothing.
+# Review of gankit.training.adam: per-parameter states that load but cannot be trained from, and states that load into
+# nothing.
 @pytest.mark.parametrize("change, message", [
     (lambda s: s["opt_g"]["state"][0].pop("step"), "opt_g"),
     (lambda s: s["opt_g"]["state"][0].pop("exp_avg"), "opt_g"),
@@ -133,14 +135,14 @@ def test_an_adam_state_that_cannot_be_trained_from_is_one_line_not_a_traceback_o
 
 
 def test_an_empty_per_parameter_state_resumes_as_torch_optim_did(ema_run, tmp_path):
-    # torch.optim.Adam (gankit before gankit.adam) treats {} as "no state yet" and starts that parameter afresh
+    # torch.optim.Adam (gankit before gankit.training.adam) treats {} as "no state yet" and starts that parameter afresh
     run = _damaged(ema_run, tmp_path, lambda s: s["opt_g"]["state"].__setitem__(0, {}))
     assert resume(run, {"epochs": 2}, progress=False).epochs == 2
 
 
 def test_moments_saved_in_another_memory_layout_update_like_contiguous_ones():
     # torch.save keeps strides; the fused kernel walks memory flat, so moments must take their parameter's layout
-    from gankit.adam import Adam
+    from gankit.training.adam import Adam
     torch.manual_seed(0)
     start, grad = torch.randn(4, 3), torch.randn(4, 3)
     exp_avg, exp_avg_sq = torch.randn(4, 3), torch.rand(4, 3)
@@ -180,4 +182,4 @@ def test_zero_second_moments_resume(ema_run, tmp_path):
         st["exp_avg_sq"].view(-1)[:8] = 0.0
 
     run = _damaged(ema_run, tmp_path, zeroed)
-    assert resume(run, {"epochs": 2}, progress=False).epochs == 2 and ckpt.load_checkpoint(run)["epoch"] == 2
+    assert resume(run, {"epochs": 2}, progress=False).epochs == 2 and checkpoint.load_checkpoint(run)["epoch"] == 2

@@ -9,6 +9,7 @@ import torch
 
 from gankit.cli import main
 from gankit.images import read_png, save_png
+from gankit.run import generator_file, layout
 
 from .conftest import snapshot
 
@@ -27,7 +28,8 @@ def test_generate_png_grid(capsys, mlp_run, tmp_path):
 
 def test_generate_npy_is_seeded_and_in_range(capsys, dcgan_run, tmp_path):
     for name, seed in (("a.npy", "1"), ("b.npy", "1"), ("c.npy", "2")):
-        assert run_cli(capsys, "generate", str(dcgan_run), "-n", "5", "-o", str(tmp_path / name), "--seed", seed)[0] == 0
+        out = str(tmp_path / name)
+        assert run_cli(capsys, "generate", str(dcgan_run), "-n", "5", "-o", out, "--seed", seed)[0] == 0
     a, b, c = (np.load(tmp_path / n) for n in ("a.npy", "b.npy", "c.npy"))
     assert a.shape == (5, 1, 28, 28) and a.dtype == np.float32
     assert a.min() >= -1 and a.max() <= 1
@@ -37,15 +39,14 @@ def test_generate_npy_is_seeded_and_in_range(capsys, dcgan_run, tmp_path):
 def test_generate_best_draws_from_best_safetensors(capsys, mlp_run, tmp_path):
     import shutil
 
-    from gankit import checkpoint as ckpt
 
     run = tmp_path / "run"
     shutil.copytree(mlp_run, run)
-    G, cfg = ckpt.load_generator(run)
+    G, cfg = generator_file.load_generator(run)
     with torch.no_grad():
         for p in G.parameters():
             p.zero_()  # tanh(0): every pixel 0, unlike the trained last generator
-    ckpt.export_generator(G, cfg, run, name=ckpt.BEST, epoch=1)
+    generator_file.export_generator(G, cfg, run, name=layout.BEST, epoch=1)
     for name, extra in (("last.npy", []), ("best.npy", ["--best"])):
         assert run_cli(capsys, "generate", str(run), "-n", "4", "-o", str(tmp_path / name), *extra)[0] == 0
     assert np.abs(np.load(tmp_path / "last.npy")).max() > 0.5
@@ -151,7 +152,8 @@ def test_console_script_trains_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "trained 2 epochs (4 steps)" in again.stdout
     bad = subprocess.run(exe + ["train", "--resume", str(tmp_path / "missing")], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.strip() == f"gankit: error: run directory not found: {tmp_path / 'missing'}"
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == f"gankit: error: run directory not found: {tmp_path / 'missing'}"
 
 
 def test_evaluate_prints_a_table_or_json_and_records_it(capsys, mlp_run, tmp_path):
@@ -206,9 +208,9 @@ def test_report_command_writes_html(capsys, mlp_run, tmp_path):
 
 
 def test_classifier_train_and_predict(capsys, tmp_path, monkeypatch):
-    from gankit import classifier as clf
-    from gankit import evaluator as ev
-    from gankit.data import load
+    from gankit.data.loading import load
+    from gankit.quality import classifier as clf
+    from gankit.quality import evaluator as ev
 
     held_out = []
     real_train = clf.train_classifier

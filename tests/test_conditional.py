@@ -9,11 +9,13 @@ import torch
 from PIL import Image
 
 from gankit import config as config_mod
-from gankit.checkpoint import export_generator, load_checkpoint, load_generator, load_run_config
 from gankit.cli import main
+from gankit.data import loading
 from gankit.errors import GankitError
-from gankit.models import build_generator
-from gankit.train import train
+from gankit.models.registry import build_generator
+from gankit.run.checkpoint import load_checkpoint
+from gankit.run.generator_file import export_generator, load_generator, load_run_config
+from gankit.training.launch import train
 
 from .conftest import tiny_config
 
@@ -21,8 +23,8 @@ from .conftest import tiny_config
 @pytest.fixture(scope="module")
 def digit_evaluator(tmp_path_factory):
     """A classifier of 1,000 real digits (better than the 256-digit one the tiny runs would get)."""
-    from gankit import classifier as clf
-    from gankit.data import load
+    from gankit.data.loading import load
+    from gankit.quality import classifier as clf
 
     data = load("mnist5k", subset=1000)
     model = clf.train_classifier(data, epochs=4, progress=False)
@@ -55,7 +57,7 @@ def _stub_conditional_run(tmp_path, digit_evaluator):
 
 
 def test_generate_class_is_honoured_and_evaluation_reports_class_accuracy(tmp_path, capsys, digit_evaluator):
-    from gankit.evaluate import evaluate
+    from gankit.quality.evaluate import evaluate
 
     run, evaluator = _stub_conditional_run(tmp_path, digit_evaluator)
     assert main(["generate", str(run), "--class", "7", "-n", "12", "-o", str(tmp_path / "sevens.npy")]) == 0
@@ -71,13 +73,12 @@ def test_generate_class_is_honoured_and_evaluation_reports_class_accuracy(tmp_pa
 
 
 def test_evaluation_draws_labels_in_the_data_class_mix(tmp_path, digit_evaluator, monkeypatch):
-    from gankit import data as data_mod
-    from gankit import metrics
-    from gankit.evaluate import evaluate
+    from gankit.quality import metrics
+    from gankit.quality.evaluate import evaluate
 
     run, _ = _stub_conditional_run(tmp_path, digit_evaluator)
     cfg = load_run_config(run)
-    counts = torch.bincount(data_mod.load(cfg.data, subset=cfg.subset).labels, minlength=10)
+    counts = torch.bincount(loading.load(cfg.data, subset=cfg.subset).labels, minlength=10)
     assert counts.unique().numel() > 1  # the 256-digit subset is unbalanced
     seen = {}
     real_measure = metrics.measure
@@ -106,7 +107,7 @@ def test_conditional_training_grid_has_a_column_per_class(tmp_path):
 def test_resumed_conditional_run_keeps_its_checkpoints_grid(tmp_path):
     # a checkpoint from before grids were rounded up to whole rows holds fewer fixed noise vectors than a new
     # run would draw: the resumed run keeps them, and labels them to match
-    from gankit.checkpoint import save_checkpoint
+    from gankit.run.checkpoint import save_checkpoint
 
     run = tmp_path / "run"
     train(tiny_config(preset="dcgan", subset=64, eval_every=0), run, progress=False)
@@ -177,6 +178,6 @@ def test_unknown_class_names_the_choices(tmp_path, capsys, digit_evaluator):
     assert main(["generate", str(run), "--class", "11", "-o", str(tmp_path / "x.png")]) == 2
     assert "this run draws 0, 1, 2" in capsys.readouterr().err
     with pytest.raises(GankitError):
-        from gankit.generate import resolve_class
+        from gankit.inference.generate import resolve_class
 
         resolve_class("seven", None, 10)

@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 from gankit import GankitError
-from gankit import data as data_mod
-from gankit.data import Batches, augment, load, to_float, to_uint8
+from gankit.data import loading
+from gankit.data.batches import Batches, augment, to_float, to_uint8
+from gankit.data.loading import load
 
 from .conftest import digit_like, write_cifar, write_idx
 
@@ -192,7 +193,7 @@ def test_describe_lists_classes():
 
 def test_default_data_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("GANKIT_DATA_DIR", str(tmp_path))
-    assert data_mod.default_data_dir() == tmp_path
+    assert loading.default_data_dir() == tmp_path
 
 
 def test_damaged_cifar10_files_are_one_clear_error(tmp_path, monkeypatch):

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from gankit import classifier as clf
-from gankit import data as data_mod
+from gankit.data import batches, loading
 from gankit.detect import evaluation, inputs, perturb, store
 from gankit.detect.evaluation import evaluate_detector, score_files
-from gankit.detect.metrics import detection_metrics
+from gankit.detect.scores import detection_metrics
 from gankit.detect.training import train_detector
 from gankit.images import save_png
+from gankit.quality import classifier
+from gankit.run import layout
 
 from .conftest import snapshot
-from .test_inception import stub_weights  # noqa: F401 - a fixture
 from .test_safety import _cli
 
 TRAINED = ["cnn", "probe", "spectrum"]
@@ -46,7 +46,7 @@ def synthetic(n: int, seed: int, corner: bool = False) -> tuple[np.ndarray, np.n
 
 def _npy(path, images: np.ndarray):
     """Fakes as `gankit generate` writes them: float32 in [-1, 1]."""
-    np.save(path, data_mod.to_float(torch.from_numpy(images)).numpy())
+    np.save(path, batches.to_float(torch.from_numpy(images)).numpy())
     return path
 
 
@@ -56,14 +56,14 @@ def synth(tmp_path_factory):
     for training and for testing, from different seeds), and a quickly trained evaluator for the probe."""
     root = tmp_path_factory.mktemp("synth")
     images, labels = synthetic(400, 0)
-    real = data_mod.ImageData(torch.from_numpy(images), torch.from_numpy(labels), ["left", "right"], "synthetic")
-    data_mod.write_pack(real, root / "real")
+    real = loading.ImageData(torch.from_numpy(images), torch.from_numpy(labels), ["left", "right"], "synthetic")
+    loading.write_pack(real, root / "real")
     paths = {"real": f"packed:{root / 'real'}", "root": root}
     for name, seed, corner in (("corner_train", 1, True), ("corner_test", 2, True), ("same_train", 3, False),
                                ("same_test", 4, False)):
         paths[name] = str(_npy(root / f"{name}.npy", synthetic(200, seed, corner)[0]))
-    model = clf.train_classifier(real, epochs=2, progress=False)
-    paths["evaluator"] = str(clf.save_classifier(model, root / "evaluator.safetensors"))
+    model = classifier.train_classifier(real, epochs=2, progress=False)
+    paths["evaluator"] = str(classifier.save_classifier(model, root / "evaluator.safetensors"))
     return paths
 
 
@@ -96,7 +96,7 @@ def test_every_trained_method_separates_fakes_with_a_bright_corner(synth, tmp_pa
     assert result.real["n"] == 200 and result.real["left_out"] == 200  # the held-out half only
     rows = store.evaluations(trained.path)
     assert len(rows) == 1 and rows[0]["auc"] == pytest.approx(result.values["auc"], abs=1e-5)
-    assert (trained.path / store.ROC).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (trained.path / layout.ROC).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("method", TRAINED)
@@ -119,7 +119,7 @@ def test_the_probe_can_use_inception_features(synth, tmp_path, stub_weights):
 def test_the_cnn_is_early_stopped_on_validation_and_keeps_its_best_epoch(synth, tmp_path):
     trained = _train(synth, "cnn", "same_train", tmp_path / "det", epochs=12, patience=2)
     settings = store.read(trained.path).config["settings"]
-    epochs = [r for r in store.MetricsFile(trained.path / store.METRICS).read("epoch")]
+    epochs = [r for r in store.MetricsFile(trained.path / layout.METRICS).read("epoch")]
     assert settings["epochs_trained"] == len(epochs) < 12  # nothing to learn: it stops early
     best = min(epochs, key=lambda r: r["val_loss"])
     assert settings["best_epoch"] == best["epoch"] == len(epochs) - 2  # then `patience` epochs without gain
@@ -169,7 +169,7 @@ def test_evaluation_never_reuses_the_real_training_images(synth, tmp_path, monke
     training_hashes = store.read(trained.path).hashes("real")
     assert len(training_hashes) == 200
     # the same digits read again through another source (a folder of their PNGs) are still recognized
-    images = data_mod.load(synth["real"]).images
+    images = loading.load(synth["real"]).images
     folder = tmp_path / "again"
     folder.mkdir()
     for i, image in enumerate(images):
@@ -221,7 +221,7 @@ def test_a_failed_training_leaves_no_half_directory(synth, tmp_path, monkeypatch
     _train(synth, "spectrum", "corner_train", tmp_path / "det")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["det"]
     assert sorted(p.name for p in (tmp_path / "det").iterdir()) == sorted(
-        [store.DETECTOR, store.WEIGHTS, store.TRAINED_ON, store.METRICS])
+        [layout.DETECTOR_CONFIG, layout.DETECTOR_WEIGHTS, layout.TRAINED_ON, layout.METRICS])
 
 
 def test_the_detector_describes_itself(synth, tmp_path):
@@ -232,7 +232,7 @@ def test_the_detector_describes_itself(synth, tmp_path):
     assert stored.trained_on["real"]["n_used"] == 200 and stored.trained_on["real"]["n_held_out"] == 200
     assert stored.trained_on["fakes"][0] == {"kind": "npy", "path": synth["corner_train"], "n": 200}
     assert len(stored.hashes("fake")) == 200
-    assert {r["kind"] for r in store.MetricsFile(trained.path / store.METRICS).read()} == {"epoch", "trained"}
+    assert {r["kind"] for r in store.MetricsFile(trained.path / layout.METRICS).read()} == {"epoch", "trained"}
 
 
 # ------------------------------------------------------------------ bad input: one line, exit 2, nothing written
@@ -310,7 +310,7 @@ def test_the_discriminator_of_a_trained_run_is_a_detector(dcgan_run, tmp_path, c
                          "--json")
     row = json.loads(text)
     assert code == 0 and 0 <= row["auc"] <= 1 and row["real"]["n"] == 300 and row["real"]["left_out"] > 0
-    images = torch.cat([data_mod.load("mnist5k").images[:50], inputs.load_fakes(dcgan_run, 50, (1, 28)).images])
+    images = torch.cat([loading.load("mnist5k").images[:50], inputs.load_fakes(dcgan_run, 50, (1, 28)).images])
     for rule in ("max", "mean"):
         scores = store_detector(stored, label_rule=rule).scores(images)
         assert scores.shape == (100,) and 0 <= float(scores.min()) and float(scores.max()) <= 1
@@ -325,7 +325,7 @@ def test_the_discriminator_normalizes_with_its_real_images_statistics(dcgan_run,
     conv, norm = body[0], body[1]
     assert isinstance(norm, torch.nn.BatchNorm2d)
     # the run's 256 training digits, in equal batches of its batch size: the running mean is their mean
-    real = data_mod.to_float(data_mod.load("mnist5k", subset=256).images)
+    real = batches.to_float(loading.load("mnist5k", subset=256).images)
     with torch.no_grad():
         assert torch.allclose(norm.running_mean, conv(real).mean((0, 2, 3)), atol=1e-4)
     assert calibrated.config["settings"]["calibration_images"] == 256
@@ -335,16 +335,16 @@ def test_the_discriminator_normalizes_with_its_real_images_statistics(dcgan_run,
 
 def test_a_projection_discriminator_is_scored_under_every_class_at_once(dcgan_run):
     from gankit.detect.discriminator import DiscriminatorDetector
-    from gankit.models import run
+    from gankit.models.registry import run
 
-    detector = DiscriminatorDetector.from_run(dcgan_run, data_mod.load("mnist5k", subset=256).images)
-    x = data_mod.to_float(inputs.load_fakes(dcgan_run, 20, (1, 28)).images)
+    detector = DiscriminatorDetector.from_run(dcgan_run, loading.load("mnist5k", subset=256).images)
+    x = batches.to_float(inputs.load_fakes(dcgan_run, 20, (1, 28)).images)
     with torch.no_grad():
         detector.net.eval()
         one_by_one = torch.stack([run(detector.net, x, torch.full((20,), y)) for y in range(10)], 1)
         assert torch.allclose(detector.per_class(x), one_by_one, atol=1e-5)
         realness = one_by_one.max(1).values
-    assert torch.allclose(detector.scores(data_mod.to_uint8(x)), torch.sigmoid(-realness), atol=1e-5)
+    assert torch.allclose(detector.scores(batches.to_uint8(x)), torch.sigmoid(-realness), atol=1e-5)
 
 
 def store_detector(stored, **changes):

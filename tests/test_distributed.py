@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from gankit import checkpoint as ckpt
-from gankit import distributed
-from gankit.distributed import Rows, World
-from gankit.records import MetricsFile
+from gankit.devices import Rows, World
+from gankit.run import checkpoint, generator_file, layout
+from gankit.run.metrics_log import MetricsFile
+from gankit.training import distributed
 
 from .conftest import children
 
@@ -49,9 +48,9 @@ def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float) -
 
 
 def _initial(run: Path) -> dict:
-    from gankit.trainer import Trainer
+    from gankit.training.trainer import Trainer
 
-    return Trainer(ckpt.load_run_config(run), run, progress=False).state_dict()  # built from the seed only
+    return Trainer(generator_file.load_run_config(run), run, progress=False).state_dict()  # built from the seed only
 
 
 def test_two_processes_train_the_mlp_pair_as_one_process_does(tmp_path):
@@ -65,7 +64,7 @@ def test_two_processes_train_the_mlp_pair_as_one_process_does(tmp_path):
     assert [r["step"] for r in two] == list(range(1, 9))  # every step logged once: rank 1 writes nothing
     for a, b in zip(one, two):
         assert all(a[k] == pytest.approx(b[k], abs=1e-5) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
-    s1, s2 = ckpt.load_checkpoint(runs[1]), ckpt.load_checkpoint(runs[2])
+    s1, s2 = checkpoint.load_checkpoint(runs[1]), checkpoint.load_checkpoint(runs[2])
     assert set(s1["generator"]) == set(s2["generator"])  # no "module." prefixes
     _close(s1["generator"], s2["generator"], 1e-5)
     _close(s1["discriminator"], s2["discriminator"], 1e-5)
@@ -90,7 +89,7 @@ def test_two_processes_train_the_conditional_dcgan_as_one_process_does(tmp_path)
     assert len(one) == len(two) == 5
     for a, b in zip(one, two):
         assert all(a[k] == pytest.approx(b[k], abs=1e-4) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
-    start, s1, s2 = _initial(runs[1]), ckpt.load_checkpoint(runs[1]), ckpt.load_checkpoint(runs[2])
+    start, s1, s2 = _initial(runs[1]), checkpoint.load_checkpoint(runs[1]), checkpoint.load_checkpoint(runs[2])
     for part in ("generator", "discriminator"):
         for key, value in s1[part].items():
             if value.is_floating_point() and "running" not in key:
@@ -111,7 +110,7 @@ def test_a_run_resumes_on_another_number_of_processes(tmp_path):
     done = gankit(tmp_path, "train", "--resume", run, "--epochs", "3", "--no-progress", procs=2)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = _rows(run)
-    assert [r["step"] for r in rows] == list(range(1, 25)) and ckpt.load_checkpoint(run)["epoch"] == 3
+    assert [r["step"] for r in rows] == list(range(1, 25)) and checkpoint.load_checkpoint(run)["epoch"] == 3
     assert all(abs(r[k]) < 1e3 for r in rows for k in ("loss_D", "loss_G"))
     assert sorted(p.name for p in (run / "samples").iterdir()) == [f"epoch_00{i}.png" for i in (1, 2, 3)]
     assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 3  # one writer per launch, rank 0's
@@ -161,7 +160,7 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
     launcher = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not (run / ckpt.CHECKPOINT).exists() and time.monotonic() < deadline and launcher.poll() is None:
+        while not (run / layout.CHECKPOINT).exists() and time.monotonic() < deadline and launcher.poll() is None:
             time.sleep(0.05)
         workers = _worker_pids(launcher.pid)
         assert sorted(workers) == [0, 1], workers
@@ -176,13 +175,13 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
     exits = err.count("exitcode  : 130") + err.count("exitcode  : -15")
     assert err.count("exitcode  : 130") >= 1 and exits == 2, err[-3000:]
     assert "Connection closed by peer" not in err and "gankit: error" not in err, err[-3000:]
-    saved = ckpt.load_checkpoint(run)["epoch"]
+    saved = checkpoint.load_checkpoint(run)["epoch"]
     assert 1 <= saved < 500
     steps = [r["step"] for r in _rows(run)]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= saved * 8
     done = gankit(tmp_path, "train", "--resume", run, "--epochs", str(saved + 1), "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert ckpt.load_checkpoint(run)["epoch"] == saved + 1
+    assert checkpoint.load_checkpoint(run)["epoch"] == saved + 1
 
 
 def test_interrupts_are_noted_once_and_a_later_second_ctrl_c_stops_at_once():
@@ -224,7 +223,8 @@ SETTLE = """
 import sys, time
 from pathlib import Path
 import torch.distributed as dist
-from gankit.distributed import World, settle
+from gankit.devices import World
+from gankit.training.distributed import settle
 rank, store, mark = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
 if rank == 0:
@@ -251,7 +251,7 @@ def test_settle_waits_until_every_rank_gets_there(tmp_path):
 
 
 def test_an_agreed_stop_settles_and_stays_an_agreed_stop(tmp_path, monkeypatch):
-    from gankit.train import train
+    from gankit.training.launch import train
 
     from .conftest import tiny_config
 

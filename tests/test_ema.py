@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.ema import EMA
+from gankit.training.ema import EMA
 
 
 def test_ema_update_arithmetic_and_warmup():
@@ -17,10 +17,10 @@ def test_ema_update_arithmetic_and_warmup():
     with torch.no_grad():
         model.weight.fill_(10.0)
     assert ema.current_decay() == pytest.approx(0.1)  # warm-up: (1 + 0) / (10 + 0)
-    ema.update()
+    ema.accumulate()
     assert torch.allclose(ema.model.weight, torch.full((1, 2), 9.0))  # 0.1 * 0 + 0.9 * 10
     ema.updates = 1000  # warm-up over: the configured decay
-    ema.update()
+    ema.accumulate()
     assert torch.allclose(ema.model.weight, torch.full((1, 2), 9.5))  # 0.5 * 9 + 0.5 * 10
     assert not any(p.requires_grad for p in ema.model.parameters())
 

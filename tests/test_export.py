@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import gankit
-from gankit import checkpoint as ckpt
 from gankit import config
 from gankit.cli import main
-from gankit.models import build_generator
+from gankit.models.registry import build_generator
+from gankit.run import generator_file, layout
 
 from .conftest import snapshot
 
@@ -34,8 +34,8 @@ def _stub_run(root: Path, name: str, preset: str, classes: list[str] | None = No
             module.running_var.uniform_(0.5, 2.0)
     run = root / name
     run.mkdir()
-    config.save(cfg, run / ckpt.CONFIG)
-    ckpt.export_generator(generator, cfg, run, epoch=3, step=42, classes=classes)
+    config.save(cfg, run / layout.CONFIG)
+    generator_file.export_generator(generator, cfg, run, epoch=3, step=42, classes=classes)
     return run
 
 
@@ -119,7 +119,7 @@ def test_metadata_round_trips(runs, exported, name):
     props = {p.key: p.value for p in onnx.load(str(exported[name])).metadata_props}
     assert json.loads(props["gankit"]) == info
     assert json.loads(_session(exported[name]).get_modelmeta().custom_metadata_map["gankit"]) == info
-    from gankit.export import read_info
+    from gankit.inference.export import read_info
 
     assert read_info(exported[name]) == info
     if name == "conditional":
@@ -168,7 +168,7 @@ def test_a_failed_write_leaves_no_half_file(runs, tmp_path, capsys, monkeypatch)
 def _no_run_generator(tmp_path: Path) -> Path:
     run = tmp_path / "fresh"
     run.mkdir()
-    config.save(config.resolve_for_data(config.resolve("simple-gan"), 10, 1), run / ckpt.CONFIG)
+    config.save(config.resolve_for_data(config.resolve("simple-gan"), 10, 1), run / layout.CONFIG)
     return run
 
 

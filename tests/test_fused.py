@@ -1,4 +1,4 @@
-"""The hand-written mlp + bce step (gankit.fused) against the autograd loop."""
+"""The hand-written mlp + bce step (gankit.training.fused) against the autograd loop."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gankit import config
-from gankit.checkpoint import load_checkpoint
-from gankit.train import train
+from gankit.run.checkpoint import load_checkpoint
+from gankit.training.launch import train
 
 from .conftest import tiny_config
 
@@ -39,9 +39,9 @@ def test_fused_mlp_step_matches_autograd(tmp_path):
 
 
 def test_fused_step_trains_alike_through_torch_optim(tmp_path, monkeypatch):
-    # where gankit.adam does not serve the device, the optimizers are torch.optim.Adam: the fused step hands
+    # where gankit.training.adam does not serve the device, the optimizers are torch.optim.Adam: the fused step hands
     # them its gradients through .grad, to the same result
-    import gankit.trainer
+    import gankit.training.trainer
 
     def rows(name):
         return [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
@@ -55,7 +55,7 @@ def test_fused_step_trains_alike_through_torch_optim(tmp_path, monkeypatch):
         made.append(torch.optim.Adam(params, lr=lr, betas=betas, fused=True))
         return made[-1]
 
-    monkeypatch.setattr(gankit.trainer, "adam", torch_adam)
+    monkeypatch.setattr(gankit.training.trainer, "adam", torch_adam)
     train(cfg, tmp_path / "torch", progress=False)
     assert len(made) == 2 and rows("ours") == rows("torch")
     ours, theirs = load_checkpoint(tmp_path / "ours"), load_checkpoint(tmp_path / "torch")

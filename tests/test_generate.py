@@ -17,7 +17,7 @@ def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys
     frames = torch.from_numpy(np.load(out)).view(3, 5, 1, 28, 28)
     assert torch.allclose(frames[0, -1], frames[1, 0], atol=1e-5)  # walk r ends where walk r + 1 starts
     assert not torch.allclose(frames[0, 0], frames[0, -1])
-    from gankit.generate import latent_walks
+    from gankit.inference.generate import latent_walks
 
     z = latent_walks(3, 5, 64)
     assert torch.allclose(z[0, 2], (z[0, 0] + z[0, 4]) / 2, atol=1e-6)  # a straight line

@@ -9,28 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
-from gankit import inception
 from gankit.cli import main
 from gankit.errors import GankitError
-from gankit.evaluate import evaluate
-
-
-class _Stub(nn.Module):
-    """Same contract as the FID Inception: N x 3 x 299 x 299 in, N x D features out."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert x.shape[1] == 3 and x.shape[2] == 299 and x.shape[3] == 299
-        return nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)  # 48 features
-
-
-@pytest.fixture
-def stub_weights(tmp_path, monkeypatch):
-    path = tmp_path / "stub.pt"
-    torch.jit.script(_Stub()).save(str(path))
-    monkeypatch.setenv("GANKIT_INCEPTION_WEIGHTS", str(path))
-    return path
+from gankit.quality import inception
+from gankit.quality.evaluate import evaluate
 
 
 def test_missing_extra_is_one_clear_error(monkeypatch):
@@ -67,7 +50,7 @@ def test_evaluate_with_inception_features_records_them(mlp_run, stub_weights, ca
 
 
 def test_conditional_run_with_inception_features(tmp_path, stub_weights):
-    from gankit.train import train
+    from gankit.training.launch import train
 
     from .conftest import tiny_config
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.losses import LOSSES, bce_d_loss, bce_g_loss, gradient_penalty, r1_penalty
+from gankit.training.losses import LOSSES, bce_d_loss, bce_g_loss, gradient_penalty, r1_penalty
 
 
 def test_bce_values_on_hand_made_logits():

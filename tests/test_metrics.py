@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from gankit import GankitError
-from gankit import classifier as clf
-from gankit import evaluator as ev
-from gankit import metrics
-from gankit.data import load, to_float
+from gankit.data.batches import to_float
+from gankit.data.loading import load
+from gankit.quality import classifier, metrics
+from gankit.quality import evaluator as ev
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    model = clf.train_classifier(digits, epochs=3, progress=False)
+    model = classifier.train_classifier(digits, epochs=3, progress=False)
     return model, ev.reference_for(digits, model)
 
 
@@ -25,11 +25,11 @@ def test_classifier_learns_digits_and_round_trips(tmp_path, digits, trained):
     model, _ = trained
     assert model.spec.val_accuracy > 0.8  # 800 training digits, 3 epochs
     assert len(model.spec.history) == 3 and model.spec.classes == [str(i) for i in range(10)]
-    path = clf.save_classifier(model, tmp_path / "c.safetensors")
-    again = clf.load_classifier(path)
+    path = classifier.save_classifier(model, tmp_path / "c.safetensors")
+    again = classifier.load_classifier(path)
     feats, logits = model.embed(digits.images[:50])
     feats2, logits2 = again.embed(digits.images[:50])
-    assert feats.shape == (50, clf.FEATURES) and logits.shape == (50, 10)
+    assert feats.shape == (50, classifier.FEATURES) and logits.shape == (50, 10)
     assert torch.allclose(logits, logits2, atol=1e-4)  # channels_last vs contiguous kernels
 
 
@@ -98,8 +98,8 @@ def test_evaluator_and_reference_are_cached(tmp_path, monkeypatch, digits):
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(clf, "train_classifier", no_training)
-    monkeypatch.setattr(clf.Classifier, "embed", no_training)
+    monkeypatch.setattr(classifier, "train_classifier", no_training)
+    monkeypatch.setattr(classifier.Classifier, "embed", no_training)
     again = ev.evaluator_for(small, progress=False)
     assert torch.equal(again.head[1].weight, model.head[1].weight)
     ref2 = ev.reference_for(small, again)
@@ -117,14 +117,14 @@ def test_classifier_never_trains_on_held_out_images(monkeypatch):
     held = torch.arange(0, 200, 3)
     data.images[held] = 255  # marked: all-white images exist only at the held-out indices
     seen = []
-    real_augment = clf.data_mod.augment
+    real_augment = classifier.batches.augment
 
     def spy(x, *args):
         seen.append(bool((x.flatten(1) == 1).all(1).any()))
         return real_augment(x, *args)
 
-    monkeypatch.setattr(clf.data_mod, "augment", spy)
-    clf.train_classifier(data, epochs=2, batch_size=32, progress=False, val_idx=held)
+    monkeypatch.setattr(classifier.batches, "augment", spy)
+    classifier.train_classifier(data, epochs=2, batch_size=32, progress=False, val_idx=held)
     assert len(seen) == 2 * (200 - len(held)) // 32 and not any(seen)
 
 
@@ -133,8 +133,8 @@ def test_evaluator_holds_out_the_floor_half(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path))
     small = load("mnist5k", subset=300)
     calls = []
-    real_train = clf.train_classifier
-    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: calls.append(k) or real_train(*a, **k))
+    real_train = classifier.train_classifier
+    monkeypatch.setattr(classifier, "train_classifier", lambda *a, **k: calls.append(k) or real_train(*a, **k))
     ev.evaluator_for(small, progress=False, epochs=1)
     a, b = ev.halves(small)
     assert len(a) == len(b) == 150 and not set(a.tolist()) & set(b.tolist())
@@ -162,19 +162,19 @@ def test_damaged_cached_evaluator_is_retrained(tmp_path, monkeypatch):
     path = next((tmp_path / "evaluators").glob("*.safetensors"))
     path.write_bytes(b"garbage")
     model = ev.evaluator_for(small, progress=False, epochs=1)
-    assert clf.load_classifier(path).spec.data_hash == model.spec.data_hash
+    assert classifier.load_classifier(path).spec.data_hash == model.spec.data_hash
 
 
 def test_classifier_refuses_unlabeled_data():
     data = load("mnist5k", subset=100)
     data.labels = data.classes = None
     with pytest.raises(GankitError, match="no labels"):
-        clf.train_classifier(data)
+        classifier.train_classifier(data)
 
 
 def test_explicit_evaluator_must_match_the_data(tmp_path, trained):
     model, _ = trained
-    path = clf.save_classifier(model, tmp_path / "c.safetensors")
+    path = classifier.save_classifier(model, tmp_path / "c.safetensors")
     rgb = load("mnist5k", subset=100, channels=3)
     with pytest.raises(GankitError, match="takes 1x28x28"):
         ev.evaluator_for(rgb, path)

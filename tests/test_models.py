@@ -4,9 +4,10 @@ from torch import nn
 
 from gankit import GankitError
 from gankit import config as config_mod
-from gankit.checkpoint import export_info, load_checkpoint, load_generator, load_run_config
-from gankit.models import MODELS, build
-from gankit.train import train
+from gankit.models.registry import MODELS, build
+from gankit.run.checkpoint import load_checkpoint
+from gankit.run.generator_file import export_info, load_generator, load_run_config
+from gankit.training.launch import train
 
 from .conftest import tiny_config
 
@@ -134,7 +135,7 @@ def test_width_multipliers_scale_every_layer(name, size):
 
 
 def test_class_labels_take_turns_and_follow_a_prior():
-    from gankit.models import class_labels
+    from gankit.models.registry import class_labels
 
     assert class_labels(5, 0) is None
     assert class_labels(12, 5).tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]

@@ -13,11 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit import classifier, data, folders, packs
 from gankit.cli import main
+from gankit.data import batches, folders, loading, packs
+from gankit.data import loading as data
 from gankit.errors import GankitError
-from gankit.records import MetricsFile
-from gankit.train import train
+from gankit.quality import classifier
+from gankit.run.metrics_log import MetricsFile
+from gankit.training.launch import train
 
 from .conftest import children, tiny_config
 
@@ -51,14 +53,15 @@ def cache(tmp_path, monkeypatch):
 
 def test_a_folder_pack_holds_what_each_file_decodes_to(tmp_path, cache):
     root = _digits_folder(tmp_path / "imgs", n=12, rgb_at=7)
-    ds = data.load(f"folder:{root}", image_size=20)
+    ds = loading.load(f"folder:{root}", image_size=20)
     assert ds.images.shape == (12, 3, 20, 20) and ds.pack is not None  # one color image: the set is RGB
     paths = folders.list_images(root.resolve())
     for i, p in enumerate(paths):
         one = folders.read_image(p, 20)
         assert torch.equal(ds.images[i], one.expand(3, -1, -1)), p  # gray before and after the color one
-    assert ds.classes == ["class0", "class1", "class2"] and ds.labels.tolist() == [int(p.parent.name[-1]) for p in paths]
-    gray = data.load(f"folder:{root}", image_size=20, channels=1)
+    assert ds.classes == ["class0", "class1", "class2"]
+    assert ds.labels.tolist() == [int(p.parent.name[-1]) for p in paths]
+    gray = loading.load(f"folder:{root}", image_size=20, channels=1)
     assert gray.images.shape == (12, 1, 20, 20)
 
 
@@ -75,24 +78,24 @@ def test_many_files_are_decoded_by_worker_processes_into_the_same_pack(tmp_path,
 
 def test_the_second_use_of_a_folder_decodes_nothing_and_a_changed_folder_is_packed_again(tmp_path, cache, monkeypatch):
     root = _digits_folder(tmp_path / "imgs", n=20)
-    first = data.load(f"folder:{root}", image_size=28)
+    first = loading.load(f"folder:{root}", image_size=28)
     assert "packed into" in first.cache and len(_cache_packs()) == 1
 
     real_decode = folders.decode_all
     calls = []
     monkeypatch.setattr(folders, "decode_all", lambda *a: calls.append(a) or real_decode(*a))
-    again = data.load(f"folder:{root}", image_size=28)
+    again = loading.load(f"folder:{root}", image_size=28)
     assert calls == [] and "reused the packed copy" in again.cache
     assert torch.equal(first.images, again.images) and again.fingerprint == first.fingerprint
 
     one = sorted(root.rglob("*.png"))[3]
     Image.fromarray(np.full((28, 28), 255, np.uint8), "L").save(one)
     os.utime(one, ns=(10**18, 10**18))  # a new mtime even on a coarse clock
-    changed = data.load(f"folder:{root}", image_size=28)
+    changed = loading.load(f"folder:{root}", image_size=28)
     assert len(calls) == 1 and "packed into" in changed.cache
     assert changed.fingerprint != first.fingerprint and int(changed.images[3].float().mean()) == 255
     assert len(_cache_packs()) == 1  # the superseded pack was deleted
-    data.load(f"folder:{root}", image_size=32)  # another size: its own pack beside
+    loading.load(f"folder:{root}", image_size=32)  # another size: its own pack beside
     assert len(_cache_packs()) == 2
 
 
@@ -111,11 +114,11 @@ def test_pack_command_round_trips_mnist5k(tmp_path, capsys):
     assert f"pack: {dest}" in out and "images: 5000" in out
     meta = json.loads((dest / packs.META).read_text())
     assert meta["count"] == 5000 and meta["source"] == "mnist5k" and meta["classes"] == [str(i) for i in range(10)]
-    memory, mapped = data.load("mnist5k"), data.load(f"packed:{dest}")
+    memory, mapped = loading.load("mnist5k"), loading.load(f"packed:{dest}")
     assert mapped.pack == dest and torch.equal(memory.images, mapped.images)
     assert torch.equal(memory.labels, mapped.labels) and mapped.classes == memory.classes
     assert np.load(dest / packs.IMAGES).shape == (5000, 1, 28, 28)  # a plain .npy: numpy reads it
-    assert meta["fingerprint"] == data.content_hash(memory)
+    assert meta["fingerprint"] == loading.content_hash(memory)
     # never over an existing folder
     assert main(["data", "mnist5k", "--pack", str(dest)]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -123,7 +126,7 @@ def test_pack_command_round_trips_mnist5k(tmp_path, capsys):
 
 def test_training_from_a_pack_equals_training_from_its_folder(tmp_path, cache):
     root = _digits_folder(tmp_path / "imgs", n=64)
-    dest = data.pack(f"folder:{root}", tmp_path / "p", image_size=28)
+    dest = loading.pack(f"folder:{root}", tmp_path / "p", image_size=28)
     losses = {}
     for name, source in (("folder", f"folder:{root}"), ("packed", f"packed:{dest}")):
         cfg = tiny_config(preset="dcgan", data=source, subset=0, batch_size=16, eval_every=0, sample_count=4)
@@ -172,25 +175,25 @@ def test_damaged_or_foreign_packs_are_refused_with_one_line(tmp_path, capsys, da
 def test_a_pack_of_another_size_or_channel_count_is_refused(tmp_path):
     dest = _small_pack(tmp_path / "p")
     with pytest.raises(GankitError, match=r"holds 12x12 images, not 28x28: pass --image-size 12"):
-        data.load(f"packed:{dest}", image_size=28)
+        loading.load(f"packed:{dest}", image_size=28)
     with pytest.raises(GankitError, match="holds 1-channel images, not 3"):
-        data.load(f"packed:{dest}", image_size=12, channels=3)
+        loading.load(f"packed:{dest}", image_size=12, channels=3)
     with pytest.raises(GankitError, match="pack not found"):
-        data.load(f"packed:{tmp_path / 'nope'}")
+        loading.load(f"packed:{tmp_path / 'nope'}")
 
 
 def test_a_damaged_cache_entry_is_packed_again_never_trusted(tmp_path, cache, capsys):
     root = _digits_folder(tmp_path / "imgs", n=10)
-    data.load(f"folder:{root}", image_size=28)
+    loading.load(f"folder:{root}", image_size=28)
     (entry,) = _cache_packs()
     images = entry / packs.IMAGES
     images.write_bytes(images.read_bytes()[:1000])
     notes = []
-    ds = data.load(f"folder:{root}", image_size=28, say=notes.append)
+    ds = loading.load(f"folder:{root}", image_size=28, say=notes.append)
     assert "packed into" in ds.cache and any("is damaged" in n for n in notes)
     assert ds.images.shape == (10, 1, 28, 28) and os.path.getsize(images) > 1000
     (entry / packs.META).write_text("[" * 100_000)  # a crafted description: rebuilt too, never a traceback
-    assert "packed into" in data.load(f"folder:{root}", image_size=28).cache
+    assert "packed into" in loading.load(f"folder:{root}", image_size=28).cache
 
 
 def test_the_grid_of_gankit_data_never_lands_on_a_run_a_pack_or_its_source(tmp_path, mlp_run, capsys):
@@ -220,7 +223,7 @@ def test_a_folder_that_changes_while_packed_is_refused_and_nothing_is_cached(tmp
 
     monkeypatch.setattr(folders, "_decode", decode_and_add_a_file)
     with pytest.raises(GankitError, match="changed while it was being packed"):
-        data.load(f"folder:{root}", image_size=28)
+        loading.load(f"folder:{root}", image_size=28)
     home = cache / "packs"
     assert not home.exists() or list(home.iterdir()) == []  # no pack, no temporary folder
 
@@ -241,27 +244,27 @@ def test_two_processes_packing_one_folder_at_once_both_succeed(tmp_path, cache):
 
 def test_the_evaluator_hash_of_a_folder_is_its_pack_fingerprint_not_its_pixels(tmp_path, cache, monkeypatch):
     root = _digits_folder(tmp_path / "imgs", n=10)
-    ds = data.load(f"folder:{root}", image_size=28)
+    ds = loading.load(f"folder:{root}", image_size=28)
     monkeypatch.setattr(data, "content_hash", lambda _d: pytest.fail("the pixels were read to hash them"))
     digest = classifier.data_hash(ds)
-    assert digest == classifier.data_hash(data.load(f"folder:{root}", image_size=28))
+    assert digest == classifier.data_hash(loading.load(f"folder:{root}", image_size=28))
     os.utime(sorted(root.rglob("*.png"))[0], ns=(10**18, 10**18))
-    assert classifier.data_hash(data.load(f"folder:{root}", image_size=28)) != digest
+    assert classifier.data_hash(loading.load(f"folder:{root}", image_size=28)) != digest
 
 
 RSS_SCRIPT = """
 import sys, torch
-from gankit import data
+from gankit.data import batches, loading
 def anon():
     return int(next(l for l in open('/proc/self/status') if l.startswith('RssAnon')).split()[1]) * 1024
-ds = data.load('packed:' + sys.argv[1], image_size=64)
+ds = loading.load('packed:' + sys.argv[1], image_size=64)
 kw = dict(batch_size=128, seed=0, generator=torch.Generator())
-for x, _ in data.Batches(ds.images[:1024].clone(), **kw).epoch(0):  # the batch pipeline's own buffers, warmed
+for x, _ in batches.Batches(ds.images[:1024].clone(), **kw).epoch(0):  # the batch pipeline's own buffers, warmed
     pass
 before, peak = anon(), 0
-batches = data.Batches(ds.images, **kw)
+mapped = batches.Batches(ds.images, **kw)
 for epoch in range(2):
-    for x, _ in batches.epoch(epoch):
+    for x, _ in mapped.epoch(epoch):
         peak = max(peak, anon())
 print(before, peak, ds.images.numel())
 """
@@ -300,16 +303,16 @@ def _edit_meta(dest: Path, **changes) -> None:
 
 def test_batches_from_host_memory_are_gathered_there_and_moved_to_the_training_device(tmp_path):
     dest = _small_pack(tmp_path / "p")
-    ds = data.load(f"packed:{dest}", image_size=12)
+    ds = loading.load(f"packed:{dest}", image_size=12)
     labels = ds.labels.to("meta")
-    batches = data.Batches(ds.images, 4, seed=0, labels=labels, device=torch.device("meta"))
-    assert batches.pin is False  # pinned staging only for a GPU
-    (x, y), *_ = list(batches.epoch(0))
+    on_meta = batches.Batches(ds.images, 4, seed=0, labels=labels, device=torch.device("meta"))
+    assert on_meta.pin is False  # pinned staging only for a GPU
+    (x, y), *_ = list(on_meta.epoch(0))
     assert x.device.type == "meta" and x.shape == (4, 1, 12, 12) and y.device.type == "meta"
-    on_host = data.Batches(ds.images, 4, seed=0, labels=ds.labels)
+    on_host = batches.Batches(ds.images, 4, seed=0, labels=ds.labels)
     (x, y), *_ = list(on_host.epoch(0))
     order = torch.randperm(8, generator=torch.Generator().manual_seed(0))[:4]
-    assert torch.equal(y, ds.labels[order]) and torch.allclose(x, data.to_float(ds.images[order]))
+    assert torch.equal(y, ds.labels[order]) and torch.allclose(x, batches.to_float(ds.images[order]))
 
 
 def test_a_killed_packers_temporary_folder_is_removed_by_the_next_pack(tmp_path):
@@ -337,7 +340,7 @@ def _rewrite_header(file: Path, shape: str) -> None:
 SLOW_PACKER = """
 import sys, time
 from pathlib import Path
-from gankit import folders
+from gankit.data import folders
 folders.read_image = lambda path, size: time.sleep(120)  # workers that would outlive a killed parent
 print("start", flush=True)
 list(folders.decode_all([Path(sys.argv[1])] * (4 * folders.CHUNK), 8, 0))

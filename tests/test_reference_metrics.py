@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gankit import metrics
+from gankit.quality import metrics
 
 fid_score = pytest.importorskip("pytorch_fid.fid_score")
 prdc = pytest.importorskip("prdc")

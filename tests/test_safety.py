@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit import checkpoint as ckpt
-from gankit import rundir
 from gankit.cli import main
 from gankit.images import read_png
-from gankit.records import MetricsFile
-from gankit.train import Trainer, resume, train
+from gankit.run import checkpoint, generator_file
+from gankit.run import lock as rundir
+from gankit.run.metrics_log import MetricsFile
+from gankit.training.launch import Trainer, resume, train
 
 from .conftest import snapshot, tiny_config
 
@@ -72,16 +72,16 @@ def test_two_trains_started_together_leave_one_consistent_run(tmp_path):
     assert codes == [0, 2], results
     loser = next(err for code, err in results if code == 2)
     assert ("being written by another gankit process" in loser or "already exists" in loser)
-    seed = ckpt.load_run_config(run).seed
-    assert ckpt.load_checkpoint(run)["config"]["seed"] == seed  # checkpoint and config.toml of one run
+    seed = generator_file.load_run_config(run).seed
+    assert checkpoint.load_checkpoint(run)["config"]["seed"] == seed  # checkpoint and config.toml of one run
     steps = [r["step"] for r in MetricsFile(run / "metrics.jsonl").read("train")]
     assert steps == [1, 2, 3, 4]  # 128 images / batch 32, each step once
 
 
 def test_a_killed_writers_lock_never_blocks(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from gankit import rundir; "
-                               f"rundir.claim({str(run)!r}); print('held', flush=True); time.sleep(120)"],
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from gankit.run import lock; "
+                               f"lock.claim({str(run)!r}); print('held', flush=True); time.sleep(120)"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -133,7 +133,7 @@ def test_ctrl_c_in_the_first_epoch_says_there_is_no_checkpoint_and_resume_starts
     code, _, err = _cli(capsys, "train", "--resume", run)
     assert code == 0 and "has no checkpoint yet" in err
     steps = [r["step"] for r in MetricsFile(run / "metrics.jsonl").read("train")]
-    assert steps == list(range(1, 9)) and ckpt.load_checkpoint(run)["epoch"] == 2
+    assert steps == list(range(1, 9)) and checkpoint.load_checkpoint(run)["epoch"] == 2
     code, _, err = _cli(capsys, "train", "--out", run, "--no-progress")
     assert code == 2 and "already exists: continue it with --resume" in err
 
@@ -153,15 +153,15 @@ def test_a_run_killed_while_starting_resumes_from_its_config(capsys, tmp_path):
 
         config_mod.save(config, run / "config.toml")
     code, _, err = _cli(capsys, "train", "--resume", run, "--no-progress")
-    assert code == 0 and ckpt.load_checkpoint(run)["epoch"] == 1
+    assert code == 0 and checkpoint.load_checkpoint(run)["epoch"] == 1
 
 
 def test_divergence_at_the_first_step_says_nothing_was_kept(tmp_path, monkeypatch):
-    from gankit import losses as losses_mod
-    from gankit.losses import Loss, bce_d_loss
-    from gankit.monitor import Diverged
+    from gankit.training import losses
+    from gankit.training.health import Diverged
+    from gankit.training.losses import Loss, bce_d_loss
 
-    monkeypatch.setitem(losses_mod.LOSSES, "bce", Loss(bce_d_loss, lambda fake: fake.mean() * float("nan")))
+    monkeypatch.setitem(losses.LOSSES, "bce", Loss(bce_d_loss, lambda fake: fake.mean() * float("nan")))
     with pytest.raises(Diverged, match="no checkpoint was written yet") as exc:
         train(tiny_config(eval_every=0, fused=False, subset=64), tmp_path / "run", progress=False)
     assert "intact" not in str(exc.value)
@@ -219,7 +219,7 @@ def test_a_decompression_bomb_is_one_skipped_file(capsys, tmp_path):
 
 
 def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
-    from gankit.folders import read_image
+    from gankit.data.folders import read_image
 
     ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
     Image.fromarray(ramp).save(tmp_path / "deep.png")
@@ -260,7 +260,7 @@ def test_a_config_toml_with_a_huge_size_is_refused_on_resume(capsys, mlp_run, tm
 
 def test_a_large_npy_is_written_with_flat_memory(tmp_path, mlp_run):
     # 60,000 images of 28x28 float32 are 188 MB: the child's peak memory must not hold them (or twice them)
-    code = ("import resource, sys; from gankit.generate import generate; "
+    code = ("import resource, sys; from gankit.inference.generate import generate; "
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             f"generate({str(mlp_run)!r}, 60000, {str(tmp_path / 'big.npy')!r}); "
             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)")
@@ -275,7 +275,7 @@ def test_a_large_npy_is_written_with_flat_memory(tmp_path, mlp_run):
 
 
 def _small(run, tmp_path):
-    from gankit.generate import generate
+    from gankit.inference.generate import generate
 
     return generate(run, 5, tmp_path / "small.npy")
 
@@ -310,7 +310,7 @@ def test_generate_never_writes_into_a_run_directory(capsys, mlp_run, tmp_path, t
 
 
 def test_report_escapes_every_value_from_the_run(mlp_run, tmp_path):
-    from gankit.report import write_report
+    from gankit.report.run_page import write_report
 
     run = _copy(mlp_run, tmp_path)
     evil = "<script>alert(1)</script>"
@@ -353,7 +353,7 @@ def test_a_full_disk_at_an_export_is_one_line(mlp_run, tmp_path, monkeypatch, ca
     def full(*args, **kwargs):
         raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
 
-    monkeypatch.setattr(ckpt, "save_file", full)
+    monkeypatch.setattr(generator_file, "save_file", full)
     code, _, err = _cli(capsys, "train", "--resume", run, "--epochs", "2", "--no-progress")
     assert code == 2 and err.count("\n") == 1 and "StorageFull" in err
     assert f"cannot write or read {run / 'generator.safetensors'}" in err
@@ -510,7 +510,7 @@ def test_a_whole_bad_last_line_in_metrics_is_damage_not_a_torn_write(capsys, mlp
 def test_tensorboards_writer_thread_failing_prints_no_traceback(tmp_path, capsys):
     import threading
 
-    from gankit.records import TrainingLog
+    from gankit.run.metrics_log import TrainingLog
 
     class _AsyncWriterThread(threading.Thread):  # the name of TensorBoard's writer thread
         def run(self):

@@ -52,7 +52,7 @@ def test_train_imports_tensorboard_and_matplotlib_only_to_write_them(tmp_path):
     modules = _command(["train", "--preset", "simple-gan", "--epochs", "1", "--set", "eval_every=0", "--set",
                         "subset=64", "--out", str(tmp_path / "run"), "--no-progress"])
     assert (tmp_path / "run" / "loss_curves.png").is_file() and list((tmp_path / "run" / "tb").iterdir())
-    # no torch._dynamo either: torch.optim would import it on its first use (gankit.adam says why it is not used)
+    # no torch._dynamo either: torch.optim would import it on its first use (gankit.training.adam says why not)
     assert _loaded(modules, ("torchvision", "torchmetrics", "torch._dynamo")) == []
 
 

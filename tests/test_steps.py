@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from gankit.fused import FusedMLPStep
-from gankit.losses import LOSSES
-from gankit.models import build
-from gankit.steps import AutogradStep
+from gankit.models.registry import build
+from gankit.training.fused import FusedMLPStep
+from gankit.training.losses import LOSSES
+from gankit.training.steps import AutogradStep
 
 
 def _pair(seed=0):

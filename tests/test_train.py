@@ -5,13 +5,13 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from gankit.images import read_png
 
 from gankit import GankitError
-from gankit import checkpoint as ckpt
 from gankit import config as config_mod
-from gankit.checkpoint import load_checkpoint
-from gankit.train import resume, train
+from gankit.images import read_png
+from gankit.run import checkpoint, generator_file
+from gankit.run.checkpoint import load_checkpoint
+from gankit.training.launch import resume, train
 
 from .conftest import snapshot, tiny_config
 
@@ -36,12 +36,12 @@ def test_one_epoch_writes_a_complete_run(request, fixture):
     grid = read_png(run / "samples" / "epoch_001.png")
     # 16 samples of 28x28 with 2 px padding: 4 x 4 (simple-gan); the dcgan preset is conditional on the labeled
     # digits, so its grid has a column per class and 16 rounds up to 2 whole rows
-    rows, cols = (2, 10) if ckpt.load_run_config(run).num_classes else (4, 4)
+    rows, cols = (2, 10) if generator_file.load_run_config(run).num_classes else (4, 4)
     assert grid.shape == (1, rows * 30 + 2, cols * 30 + 2)
-    state = ckpt.load_checkpoint(run)
+    state = checkpoint.load_checkpoint(run)
     assert state["epoch"] == 1 and state["step"] == 8
     weights = load_file(str(run / "generator.safetensors"))
-    cfg = ckpt.load_run_config(run)
+    cfg = generator_file.load_run_config(run)
     exported = state["ema"]["model"] if cfg.ema else state["generator"]  # dcgan exports its EMA generator
     assert cfg.ema == (0.999 if fixture == "dcgan_run" else 0.0)
     assert all(torch.equal(weights[k], v) for k, v in exported.items())
@@ -69,7 +69,7 @@ def test_resume_gives_identical_losses(tmp_path):
     assert len(a) == len(b) == 8
     assert a == b  # every logged value of every step, bit for bit
     assert straight.steps == resumed.steps == 8
-    sa, sb = ckpt.load_checkpoint(tmp_path / "straight"), ckpt.load_checkpoint(tmp_path / "split")
+    sa, sb = checkpoint.load_checkpoint(tmp_path / "straight"), checkpoint.load_checkpoint(tmp_path / "split")
     assert all(torch.equal(sa["generator"][k], sb["generator"][k]) for k in sa["generator"])
     assert len(list((tmp_path / "split" / "samples").glob("*.png"))) == 2
 
@@ -103,10 +103,10 @@ def test_crash_during_checkpoint_save_keeps_the_old_one(tmp_path, monkeypatch):
         resume(run, {"epochs": 2}, progress=False)
     monkeypatch.undo()
     assert (run / "checkpoint.pt").read_bytes() == before
-    assert ckpt.load_checkpoint(run)["epoch"] == 1
+    assert checkpoint.load_checkpoint(run)["epoch"] == 1
     assert not list(run.glob(".checkpoint.pt.*"))  # no temporary file left behind
     resume(run, {"epochs": 2}, progress=False)  # and the run still resumes
-    assert ckpt.load_checkpoint(run)["epoch"] == 2
+    assert checkpoint.load_checkpoint(run)["epoch"] == 2
 
 
 def test_refuses_to_overwrite_an_existing_run(mlp_run):
@@ -158,7 +158,7 @@ def test_checkpoint_never_unpickles_code(tmp_path):
     (tmp_path / "config.toml").write_text("")
     torch.save({"x": Evil()}, tmp_path / "checkpoint.pt")
     with pytest.raises(GankitError, match="corrupt or unreadable"):
-        ckpt.load_checkpoint(tmp_path)
+        checkpoint.load_checkpoint(tmp_path)
     assert not (tmp_path / "pwned").exists()
 
 
@@ -186,7 +186,7 @@ def test_label_smoothing_and_folder_rgb_training(tmp_path):
                       hflip=True, label_smoothing=0.1)
     result = train(cfg, tmp_path / "run", progress=False)
     assert result.steps == 5
-    assert ckpt.load_run_config(tmp_path / "run").channels == 3
+    assert generator_file.load_run_config(tmp_path / "run").channels == 3
     grid = read_png(tmp_path / "run" / "samples" / "epoch_001.png")
     assert grid.shape[0] == 3
     # the same first step without smoothing (stopped after it; the EMA plays no part in step 1)
@@ -205,7 +205,7 @@ def test_each_loss_trains_and_resumes_identically(tmp_path):
                 subset=128, eval_every=0)
     train(tiny_config(**sets, epochs=2), tmp_path / "straight", progress=False)
     train(tiny_config(**sets, epochs=1), tmp_path / "resumed", progress=False)
-    from gankit.train import resume
+    from gankit.training.launch import resume
 
     resume(tmp_path / "resumed", {"epochs": 2}, progress=False)
     rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
@@ -242,7 +242,7 @@ def test_options_train_a_dcgan(tmp_path, sets):
     assert all(math.isfinite(r[k]) for r in rows for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert {k: state["config"][k] for k in sets} == sets  # the options are what the run used and recorded
-    assert ckpt.load_run_config(run).to_dict() == state["config"]
+    assert generator_file.load_run_config(run).to_dict() == state["config"]
     cfg = state["config"]
     assert [g["lr"] for g in state["opt_d"]["param_groups"]] == [cfg["lr_d"] or cfg["lr"]]
     assert [p.name for p in sorted((run / "samples").glob("*.png"))] == ["epoch_001.png"]  # one per epoch
@@ -264,8 +264,8 @@ def test_time_limit_stops_and_keeps_a_resumable_run(tmp_path):
 
 
 def test_resume_on_another_device_kind_reseeds_with_a_warning(tmp_path, capsys):
-    from gankit.checkpoint import save_checkpoint
-    from gankit.train import resume
+    from gankit.run.checkpoint import save_checkpoint
+    from gankit.training.launch import resume
 
     run = tmp_path / "run"
     train(tiny_config(eval_every=0, subset=64), run, progress=False)

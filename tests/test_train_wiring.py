@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from gankit import config as config_mod
-from gankit import diffaug
-from gankit.models import build_generator, class_labels
-from gankit.train import resume, train
+from gankit.models.registry import build_generator, class_labels
+from gankit.training import augment
+from gankit.training.launch import resume, train
 
 from .conftest import digit_like, tiny_config, write_idx
 
@@ -106,9 +106,9 @@ def _on_pixel_grid(x: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture
 def diff_augment_calls(monkeypatch):
-    """Record what DiffAugment is applied to: wraps gankit.diffaug.diff_augment and every loaded gankit
+    """Record what DiffAugment is applied to: wraps gankit.training.augment.diff_augment and every loaded gankit
     module's name for it (train imports it by name; after a restructuring another module may)."""
-    original = diffaug.diff_augment
+    original = augment.diff_augment
     calls = []
 
     def spy(x, *args, **kwargs):
@@ -173,7 +173,7 @@ def test_exported_ema_generator_has_batchnorm_statistics_of_its_own_weights(dcga
     G.load_state_dict(exported)
     norms = {name: m for name, m in G.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert norms
-    for name, m in norms.items():  # moved away from a fresh layer's statistics
+    for name in norms:  # moved away from a fresh layer's statistics
         assert (exported[f"{name}.running_var"] - 1).abs().max() > 0.2, f"{name}: running_var left at 1"
         assert exported[f"{name}.running_mean"].abs().max() > 1e-3, f"{name}: running_mean left at 0"
     # the statistics these averaged weights produce on fresh noise (recomputed here, in train mode)

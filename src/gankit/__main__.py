@@ -1,3 +1,3 @@
-from .cli import run
+from gankit.cli import run
 
 run()

@@ -10,8 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
+from gankit import console
+from gankit.errors import GankitError
+
 from . import __version__
-from .errors import GankitError
 
 EPILOG = "With no arguments, `gankit train` trains the dcgan preset on the 5,000 embedded MNIST digits."
 
@@ -24,8 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .presets import PRESETS  # torch-free: --help imports no torch
-    from .sources import SOURCES
+    from gankit.data.sources import SOURCES
+    from gankit.presets import PRESETS  # torch-free: --help imports no torch
 
     p = _Parser(prog="gankit", description="Train and use GANs on images.")
     p.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -92,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--evaluator", metavar="PATH", default="classifier.safetensors")
 
     _add_data(sub, SOURCES)
-    from .detect.cli import add_parser as add_detect_parser  # argparse only: no torch
+    from gankit.detect.cli import add_parser as add_detect_parser  # argparse only: no torch
     add_detect_parser(sub, _Parser)
     return p
 
@@ -121,9 +123,9 @@ def _add_export(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from . import config
-    from .distributed import from_env
-    from .train import default_run_dir, resume, train
+    from gankit import config
+    from gankit.devices import from_env
+    from gankit.training.launch import default_run_dir, resume, train
 
     if args.resume:
         given = [flag for flag, v in (("--preset", args.preset), ("--data", args.data), ("--config", args.config),
@@ -146,8 +148,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _device(name: str) -> str:
     """A --device value checked and resolved (auto -> cuda or cpu), or a one-line error."""
-    from .config import DEVICE
-    from .distributed import resolve_device
+    from gankit.config import DEVICE
+    from gankit.devices import resolve_device
 
     if not DEVICE.fullmatch(name):
         raise GankitError(f"--device must be auto, cpu or cuda[:N], got '{name}'")
@@ -155,74 +157,75 @@ def _device(name: str) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from .generate import generate
+    from gankit.inference.generate import generate
 
     out = generate(args.run_dir, args.n, args.out, seed=args.seed, device=_device(args.device), klass=args.klass,
                    interpolate=args.interpolate, gif=args.gif, best=args.best, force=args.force)
     what = f"{args.n or 8} walks of {args.interpolate} frames" if args.interpolate else f"{args.n or 64} images"
-    print(f"wrote {what} to {out}" + (f" and {Path(out).with_suffix('.gif')}" if args.gif and out.suffix != ".gif" else ""))
+    gif = f" and {Path(out).with_suffix('.gif')}" if args.gif and out.suffix != ".gif" else ""
+    print(f"wrote {what} to {out}{gif}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from .evaluate import evaluate
+    from gankit.quality.evaluate import evaluate
 
     result = evaluate(args.run_dir, args.n, args.evaluator, best=args.best, seed=args.seed, device=_device(args.device),
                       progress=not args.json, features=args.features)
     print(json.dumps(result.to_dict()) if args.json else result.table())
     for note in result.notes:
-        print(f"gankit: note: {note}", file=sys.stderr)
+        console.note(note)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export, read_info
+    from gankit.inference.export import export, read_info
 
     out = export(args.run_dir, args.out, format=args.format, best=args.best, opset=args.opset, force=args.force)
     info = read_info(out)
-    inputs = f"z (N x {info['z_dim']})" + (f", labels (N of {info['num_classes']} classes)" if info["num_classes"] else "")
+    labels = f", labels (N of {info['num_classes']} classes)" if info["num_classes"] else ""
+    inputs = f"z (N x {info['z_dim']}){labels}"
     print(f"wrote {out}: {inputs} -> images (N x {info['channels']} x {info['image_size']} x {info['image_size']}, "
           f"in [-1, 1]), epoch {info['epoch']}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .detect.page import is_detector, write_detector_report
-    from .report import write_report
+    from gankit.detect.store import is_detector
+    from gankit.report.detector_page import write_detector_report
+    from gankit.report.run_page import write_report
 
     print(f"wrote {(write_detector_report if is_detector(args.run_dir) else write_report)(args.run_dir)}")
 
 
 def cmd_detect(args: argparse.Namespace) -> None:
-    from .detect.cli import run
+    from gankit.detect.cli import run
 
     run(args)
 
 
 def cmd_classifier(args: argparse.Namespace) -> None:
-    from . import classifier as clf
-    from . import data
+    from gankit.data import loading
+    from gankit.quality import classifier
 
     if args.action == "train":
         if args.channels not in (0, 1, 3):
             raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
-        ds = data.load(args.data, args.data_dir, args.image_size, args.channels)
-        from .evaluator import train_evaluator
+        ds = loading.load(args.data, args.data_dir, args.image_size, args.channels)
+        from gankit.quality.evaluator import train_evaluator
 
         model = train_evaluator(ds, epochs=args.epochs)  # the same split as the cached evaluator's
-        path = clf.save_classifier(model, args.out)
+        path = classifier.save_classifier(model, args.out)
         print(f"validation accuracy {model.spec.val_accuracy:.2%} after {args.epochs} epochs "
               f"({model.spec.seconds:.0f} s): {path}")
     else:
-        from .evaluate import classify
-
-        for path, label, prob in classify(args.images, args.evaluator):
+        for path, label, prob in classifier.classify(args.images, args.evaluator):
             print(f"{path}\t{label}\t{prob:.3f}")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from . import data
-    from .images import grid, save_png
-    from .outputs import check_png
+    from gankit.data import loading
+    from gankit.images import grid, save_png
+    from gankit.inference.outputs import check_png
 
     if args.n < 1:
         raise GankitError(f"-n must be >= 1, got {args.n}")
@@ -232,12 +235,11 @@ def cmd_data(args: argparse.Namespace) -> None:
     out = Path(args.out or f"data_{name}.png")
     sources = [Path(args.source.split(":", 1)[1]).expanduser()] if ":" in args.source else []
     check_png(out, "the grid of real images", keep_out_of=sources + ([Path(args.pack)] if args.pack else []))
-    say = lambda m: print(f"gankit: {m}", file=sys.stderr)  # noqa: E731
     if args.pack:
-        dest = data.pack(args.source, args.pack, args.data_dir, args.image_size, args.channels, say)
-        ds = data.load(f"packed:{dest}", image_size=args.image_size)
+        dest = loading.pack(args.source, args.pack, args.data_dir, args.image_size, args.channels, console.say)
+        ds = loading.load(f"packed:{dest}", image_size=args.image_size)
     else:
-        ds = data.load(args.source, args.data_dir, args.image_size, args.channels, say=say)
+        ds = loading.load(args.source, args.data_dir, args.image_size, args.channels, say=console.say)
     print(ds.describe())
     pick = ds.images[:: max(1, len(ds) // args.n)][: args.n]  # spread over the set (sources may be sorted)
     save_png(grid(pick), out)
@@ -250,13 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "export": cmd_export,
          "report": cmd_report, "classifier": cmd_classifier, "data": cmd_data, "detect": cmd_detect}[args.command](args)
     except GankitError as exc:
-        print(f"gankit: error: {exc}", file=sys.stderr)
+        console.error(str(exc))
         return 2
     except KeyboardInterrupt as exc:
-        print(f"gankit: interrupted; {exc or 'nothing was changed'}", file=sys.stderr)
+        console.interrupted(str(exc) or "nothing was changed")
         return 130
     except OSError as exc:  # a read-only folder, a full disk: the path and the cause, on one line
-        print(f"gankit: error: {_os_error(exc)}", file=sys.stderr)
+        console.error(_os_error(exc))
         return 2
     return 0
 

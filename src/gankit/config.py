@@ -16,13 +16,13 @@ from typing import Any
 
 import tomli_w
 
-from .diffaug import parse_policy
-from .errors import GankitError
-from .files import atomic_write_text
-from .hardware import native_bf16
-from .losses import LOSSES
-from .models import MODELS
-from .presets import PRESETS
+from gankit.devices import native_bf16
+from gankit.errors import GankitError
+from gankit.files import atomic_write_text
+from gankit.models.registry import MODELS, parse_d_channels
+from gankit.presets import PRESETS
+from gankit.training.augment import parse_policy
+from gankit.training.losses import LOSSES
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Config:
     # what to train
     preset: str = "dcgan"
     model: str = "dcgan"
-    loss: str = "bce"  # bce | lsgan | hinge | wgan-gp (see gankit.losses)
+    loss: str = "bce"  # bce | lsgan | hinge | wgan-gp (see gankit.training.losses)
     conditional: str | bool = "auto"  # class-conditional G (one-hot label) and projection D: true | false | auto
     #                                   (true for a source with labels of 2+ classes); resolved to a bool before
     #                                   training (resolve_for_data), and config.toml records what auto became
@@ -72,11 +72,11 @@ class Config:
     cpu_bf16: bool = False  # bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX); fp32, said, on others
     channels_last: bool = True  # memory format for the conv models
     compile: bool = False  # torch.compile the models (pays off on long CUDA runs)
-    fused: bool = True  # mlp + bce: the hand-written forward/backward step (gankit.fused), same math, ~3x faster
+    fused: bool = True  # mlp + bce: the hand-written step (gankit.training.fused), same math, ~3x faster
     # logging
     sample_count: int = 64  # images in the fixed-noise grid written every epoch
     log_every: int = 10  # steps between host syncs of the logged scalars (every step is still logged)
-    # quality (in the evaluator's feature space; see gankit.metrics)
+    # quality (in the evaluator's feature space; see gankit.quality.metrics)
     eval_every: int = 1  # epochs between evaluations (0 = off)
     eval_samples: int = 2000  # generated images per evaluation
     early_stop: int = 0  # stop when FD has not improved for this many evaluations (0 = never)
@@ -220,18 +220,7 @@ def validate(cfg: Config) -> None:
 
 def d_widths(cfg: Config) -> tuple[int, ...]:
     """cfg.d_channels as numbers (() = the architecture's own), checked against the architecture's layers."""
-    if not cfg.d_channels.strip():
-        return ()
-    own = MODELS[cfg.model].d_channels(cfg.image_size)
-    try:
-        widths = tuple(int(part) for part in cfg.d_channels.split(","))
-    except ValueError:
-        widths = ()
-    if len(widths) != len(own) or not all(w > 0 for w in widths):
-        raise GankitError(
-            f"d_channels for the {cfg.model} discriminator at {cfg.image_size}x{cfg.image_size} takes {len(own)} positive "
-            f"whole numbers separated by commas (its own: {','.join(map(str, own))}), got '{cfg.d_channels}'")
-    return widths
+    return parse_d_channels(cfg.model, cfg.image_size, cfg.d_channels)
 
 
 def save(cfg: Config, path: str | Path) -> None:
@@ -294,7 +283,7 @@ class Plan:
     """How this process runs a concrete config: choices of machinery that never change the math (up to
     floating point) and so are not part of the run's identity. Decided once, by `plan`."""
 
-    fused: bool  # the hand-written mlp + bce step (gankit.fused) in place of autograd
+    fused: bool  # the hand-written mlp + bce step (gankit.training.fused) in place of autograd
     autocast: bool  # bf16 autocast of the forward passes (CUDA with amp; a CPU with native bf16 with cpu_bf16)
     channels_last: bool  # channels-last memory format for the conv models
     compile: bool  # torch.compile the forward passes

@@ -1,14 +1,16 @@
-"""File safety: every file gankit writes into a run directory or a cache goes through `atomic_write`."""
+"""File safety: every file gankit writes into a run directory or a cache goes through `atomic_write`; values
+read back from files that anyone may have edited are checked with `is_whole` and `real_or`."""
 
 from __future__ import annotations
 
 import errno
+import numbers
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .errors import GankitError
+from gankit.errors import GankitError
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -52,6 +54,21 @@ def irregular(folder: Path, names) -> str | None:
     """The first of `names` in folder that exists but is no regular file (a FIFO or a device would block or
     stream forever when opened; a folder cannot be read), or None. Absent names are the caller's to judge."""
     return next((n for n in names if (folder / n).exists() and not (folder / n).is_file()), None)
+
+
+def is_whole(value) -> bool:
+    """An integer (numpy's too), not a bool: what a count, an epoch or an index read from a file must be."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def real_or(value, default: float) -> float:
+    """value as a float when it is a real number (not a bool), else default."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def slug(name: str, keep: int = 60) -> str:
+    """A name made safe for a file name in the cache: letters, digits, '-' and '_', its last `keep` characters."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[-keep:]
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -32,12 +32,20 @@ def save_png(image: torch.Tensor, path: str | Path) -> None:
     Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path, format="PNG")
 
 
+GRAY_MODES = ("1", "L", "LA", "I", "F")  # Pillow modes of one (gray) channel, besides 16-bit "I;16*"
+
+
+def is_gray(mode: str) -> bool:
+    """Whether a Pillow image mode holds one gray channel (alpha aside): such images stay 1-channel."""
+    return mode in GRAY_MODES or mode.startswith("I;16")
+
+
 def read_png(path: str | Path) -> torch.Tensor:
     """A PNG as a C x H x W uint8 tensor (C = 1 for grayscale files)."""
     from PIL import Image
 
     with Image.open(path) as im:
-        array = np.asarray(im.convert("L" if im.mode in ("L", "I", "I;16", "1") else "RGB"))
+        array = np.asarray(im.convert("L" if is_gray(im.mode) else "RGB"))
     t = torch.from_numpy(array.copy())
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
 

@@ -4,6 +4,7 @@ A detector is a folder that describes itself like a run directory (gankit.detect
 weights as safetensors, a metrics.jsonl, and what it was trained on (including a hash of every real and fake
 image it saw, so that no evaluation reuses them).
 
+  base.py           `Detector`: what every method is (scores uint8 images with P(generated)), its settings
   inputs.py         real images from a data source; fakes from a run, a folder or an .npy file; image hashes
   perturb.py        Gaussian blur and JPEG: the training augmentation and the robustness conditions
   methods.py        the registry: cnn, probe, spectrum, discriminator (one class each, one line here)
@@ -12,8 +13,10 @@ image it saw, so that no evaluation reuses them).
   discriminator.py  a GAN run's own D as a detector (nothing trained)
   training.py       `detect train`: split, fit, write the folder atomically
   evaluation.py     `detect eval` and `detect score`: ROC AUC, AP, accuracies, the ROC curve
-  store.py          the detector folder on disk
-  page.py roc.py    the detector's report and its ROC figure
+  scores.py         the numbers of a detection: ROC AUC, AP, accuracies, the oracle accuracy
+  describe.py       evaluation records in words (fakes, conditions) for the CLI and the pages
+  store.py          the detector folder on disk (its file names: gankit.run.layout)
+  roc.py            the ROC figure (the detector's page is gankit.report.detector_page)
   cli.py            the `gankit detect` subcommands (imports nothing heavy until a command runs)
 
 This file imports nothing, so that `gankit --help` stays light.

@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import torch
 
+from gankit import console
+
 
 class Detector:
     """Scores images; `fit` trains it on real and fake images (methods that train), `tensors` saves it."""
@@ -22,7 +24,7 @@ class Detector:
         self.settings = dict(settings)
 
     def fit(self, real: torch.Tensor, fake: torch.Tensor, val_real: torch.Tensor, val_fake: torch.Tensor,
-            seed: int = 0, log: Callable[[str], None] = lambda m: None) -> list[dict[str, Any]]:
+            seed: int = 0, log: Callable[[str], None] = console.silent) -> list[dict[str, Any]]:
         """Train on uint8 real and fake images; the validation images decide early stopping or regularization.
         Returns per-epoch (or per-choice) records for metrics.jsonl."""
         raise NotImplementedError

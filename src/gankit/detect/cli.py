@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .training import train_detector
+    from gankit.detect.training import train_detector
 
     settings = {"epochs": args.epochs} if args.epochs is not None else {}
     result = train_detector(args.real, args.fake, args.method, args.out, run=args.run, best=args.best, n=args.n,
@@ -87,7 +87,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .evaluation import evaluate_detector
+    from gankit.detect.evaluation import evaluate_detector
 
     result = evaluate_detector(args.detector, args.real, args.fake, n=args.n, seed=args.seed, best=args.best,
                                jpeg=args.jpeg, blur=args.blur, data_dir=args.data_dir, roc=args.roc or True)
@@ -97,7 +97,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from .evaluation import CAVEAT, score_files
+    from gankit.detect.evaluation import CAVEAT, score_files
 
     scores = score_files(args.detector, args.files)
     print(f"gankit: note: {CAVEAT}", file=sys.stderr)

@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import data as data_mod
-from ..errors import GankitError
-from ..models import eval_mode
-from . import perturb
-from .base import Detector, prefixed, unprefixed
-from .metrics import balanced_log_loss, detection_metrics, labels_for
+from gankit import console
+from gankit.data import batches
+from gankit.detect import perturb
+from gankit.detect.base import Detector, prefixed, unprefixed
+from gankit.detect.scores import balanced_log_loss, detection_metrics, labels_for
+from gankit.errors import GankitError
+from gankit.models.registry import eval_mode
 
 DEFAULTS = {"epochs": 20, "patience": 3, "batch_size": 64, "lr": 1e-3, "augment_p": 0.5,
             "blur_sigma": list(perturb.BLUR_SIGMA), "jpeg_quality": list(perturb.JPEG_QUALITY)}
@@ -58,7 +59,7 @@ class CNNDetector(Detector):
     @torch.no_grad()
     def scores(self, images: torch.Tensor) -> torch.Tensor:
         with eval_mode(self.net):
-            return torch.cat([torch.sigmoid(self.net(data_mod.to_float(chunk))) for chunk in images.split(500)]
+            return torch.cat([torch.sigmoid(self.net(batches.to_float(chunk))) for chunk in images.split(500)]
                              ) if len(images) else torch.zeros(0)
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -68,7 +69,7 @@ class CNNDetector(Detector):
         self.net.load_state_dict(unprefixed("net", tensors))
 
     def fit(self, real: torch.Tensor, fake: torch.Tensor, val_real: torch.Tensor, val_fake: torch.Tensor,
-            seed: int = 0, log: Callable[[str], None] = lambda m: None) -> list[dict[str, Any]]:
+            seed: int = 0, log: Callable[[str], None] = console.silent) -> list[dict[str, Any]]:
         s = self.settings
         torch.manual_seed(seed)
         self.net = SmallCNN(s["channels"])
@@ -112,7 +113,7 @@ class CNNDetector(Detector):
             batch = perturb.augment(images[index], rng, s["augment_p"], tuple(s["blur_sigma"]),
                                     tuple(s["jpeg_quality"]))
             # minimize the class-balanced binary cross-entropy of "generated"
-            loss = F.binary_cross_entropy_with_logits(self.net(data_mod.to_float(batch)), labels[index],
+            loss = F.binary_cross_entropy_with_logits(self.net(batches.to_float(batch)), labels[index],
                                                       weight=weights[index])
             opt.zero_grad(set_to_none=True)
             loss.backward()

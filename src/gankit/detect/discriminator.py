@@ -32,12 +32,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import checkpoint as ckpt
-from .. import config as config_mod
-from .. import data as data_mod
-from ..errors import GankitError
-from ..models import ProjectionDiscriminator, build, eval_mode, run
-from .base import Detector, prefixed, unprefixed
+from gankit import config as config_mod
+from gankit.data import batches
+from gankit.detect.base import Detector, prefixed, unprefixed
+from gankit.errors import GankitError
+from gankit.models.registry import ProjectionDiscriminator, eval_mode, from_config, run
+from gankit.run import checkpoint, generator_file
 
 BOUNDARY = {"bce": 0.0, "hinge": 0.0, "wgan-gp": 0.0, "lsgan": 0.5}
 LABEL_RULES = ("max", "mean")
@@ -60,8 +60,7 @@ class DiscriminatorDetector(Detector):
         except (KeyError, TypeError, GankitError) as exc:
             raise GankitError(f"its run_config does not describe a gankit run ({exc})") from None
         cfg = self.cfg
-        self.net = build(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes, cfg.d_norm,
-                         cfg.spectral_norm, cfg.g_width, cfg.d_width, config_mod.d_widths(cfg))[1].eval()
+        self.net = from_config(cfg)[1].eval()
 
     @classmethod
     def from_run(cls, run_dir: str | Path, real: torch.Tensor, label_rule: str = "max",
@@ -69,14 +68,14 @@ class DiscriminatorDetector(Detector):
         """The discriminator in RUN_DIR/checkpoint.pt (loaded with weights_only=True), checked against the run's
         config; real: the run's real training images (uint8), whose statistics its BatchNorm layers take when
         batchnorm is "real"."""
-        cfg = ckpt.load_run_config(run_dir)
-        state = ckpt.load_checkpoint(run_dir)
+        cfg = generator_file.load_run_config(run_dir)
+        state = checkpoint.load_checkpoint(run_dir)
         detector = cls({"run": str(Path(run_dir).resolve()), "epoch": state["epoch"], "step": state["step"],
                         "loss": cfg.loss, "label_rule": label_rule, "batchnorm": batchnorm,
                         "run_config": cfg.to_dict()})
         saved = state["discriminator"]
         try:
-            ckpt.check_weights("discriminator", saved, detector.net)
+            checkpoint.check_weights("discriminator", saved, detector.net)
         except GankitError as exc:
             raise GankitError(f"the checkpoint of {run_dir} does not fit its config: {exc}") from None
         detector.net.load_state_dict(saved)
@@ -99,7 +98,7 @@ class DiscriminatorDetector(Detector):
         for chunk in real.split(batch_size):
             if len(chunk) < 2:  # a BatchNorm of 1x1 features needs two images
                 continue
-            x = data_mod.to_float(chunk)
+            x = batches.to_float(chunk)
             run(self.net, x, torch.zeros(len(x), dtype=torch.long) if self.cfg.num_classes else None)
         for norm in norms:
             norm.momentum = 0.1
@@ -108,7 +107,7 @@ class DiscriminatorDetector(Detector):
 
     @torch.no_grad()
     def scores(self, images: torch.Tensor) -> torch.Tensor:
-        out = [self._realness(data_mod.to_float(chunk)) for chunk in images.split(500)]
+        out = [self._realness(batches.to_float(chunk)) for chunk in images.split(500)]
         realness = torch.cat(out) if out else torch.zeros(0)
         return torch.sigmoid(BOUNDARY.get(self.cfg.loss, 0.0) - realness)
 
@@ -130,7 +129,7 @@ class DiscriminatorDetector(Detector):
         return torch.stack([run(net, x, torch.full((len(x),), y, dtype=torch.long)).float().view(-1)
                             for y in range(self.cfg.num_classes)], 1)
 
-    def fit(self, *args, **kwargs):  # noqa: D102
+    def fit(self, *args, **kwargs):  # noqa: ARG002 - the registry's interface
         raise GankitError("the discriminator method trains nothing: make its detector with --run RUN_DIR")
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -138,5 +137,5 @@ class DiscriminatorDetector(Detector):
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
         weights = unprefixed("d", tensors)
-        ckpt.check_weights("discriminator", weights, self.net)
+        checkpoint.check_weights("discriminator", weights, self.net)
         self.net.load_state_dict(weights)

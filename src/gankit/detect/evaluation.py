@@ -16,15 +16,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import GankitError
-from ..files import atomic_write
-from ..outputs import check_png
-from ..records import MetricsFile
-from . import inputs, perturb, store
-from .methods import restore
-from .metrics import detection_metrics, labels_for, roc_points
-from .roc import plot_roc
-from .tables import condition, describe_fakes
+from gankit.detect import inputs, perturb, store
+from gankit.detect.describe import condition, describe_fakes
+from gankit.detect.methods import restore
+from gankit.detect.roc import plot_roc
+from gankit.detect.scores import detection_metrics, labels_for, roc_points
+from gankit.errors import GankitError
+from gankit.files import atomic_write
+from gankit.inference.outputs import check_png
+from gankit.run import layout
+from gankit.run.metrics_log import MetricsFile
 
 DEFAULT_N = 5000  # real images per evaluation (as many fakes)
 CAVEAT = ("scores are not calibrated for generators the detector was not trained on: rank images with them, "
@@ -96,15 +97,15 @@ def evaluate_detector(detector_dir: str | Path, real: str, fakes: Sequence[str],
                               {"source": real, "n": len(real_images), "left_out": left_out},
                               [f.source for f in fake_sets], jpeg, blur, roc_points(labels, scores), notes=notes)
     if roc:
-        result.roc_png = stored.path / store.ROC if roc is True else Path(roc)
+        result.roc_png = stored.path / layout.ROC if roc is True else Path(roc)
         label = "; ".join(describe_fakes(f, short=True) for f in result.fakes) + condition(jpeg, blur, ", ")
         atomic_write(result.roc_png, lambda tmp: plot_roc([(label, result.to_dict())], tmp,
                                                           f"{stored.path.name} ({result.method})"))
     if record:
         try:
-            MetricsFile(stored.path / store.METRICS).append(result.to_dict())
+            MetricsFile(stored.path / layout.METRICS).append(result.to_dict())
         except OSError as exc:  # a read-only detector: the numbers are still printed
-            notes.append(f"not recorded in {stored.path / store.METRICS}: {exc.strerror or exc}")
+            notes.append(f"not recorded in {stored.path / layout.METRICS}: {exc.strerror or exc}")
     return result
 
 

@@ -1,6 +1,6 @@
 """What a detector looks at: uint8 images N x C x H x W at the detector's size, and where they came from.
 
-Real images come from any data source (`gankit.data.load`). FAKES is one of:
+Real images come from any data source (`gankit.data.loading.load`). FAKES is one of:
 - a run directory: its generator (generator.safetensors, or best.safetensors with best=True) is sampled from
   seeded noise; a conditional generator draws the classes in turn;
 - a folder of image files (flat or nested), each already at the detector's size;
@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data as data_mod
-from .. import folders
-from ..checkpoint import BEST, CONFIG, GENERATOR, export_info, load_generator, load_run_config
-from ..errors import GankitError
-from ..models import class_labels
-from ..sampling import sample_blocks
+from gankit.data import batches, folders, loading
+from gankit.errors import GankitError
+from gankit.images import is_gray
+from gankit.inference.sampling import sample_blocks
+from gankit.models.registry import class_labels
+from gankit.run.generator_file import export_info, load_generator, load_run_config
+from gankit.run.layout import BEST, CONFIG, GENERATOR
 
 RUN, FOLDER, NPY = "run", "folder", "npy"
 MAX_IMAGES = 1_000_000  # per side of a training or evaluation set: held in memory as uint8
@@ -102,7 +103,7 @@ def _from_run(run: Path, n: int, shape: tuple[int, int], seed: int, best: bool) 
     labels = class_labels(n, cfg.num_classes)  # a conditional generator draws the classes in turn
     blocks = sample_blocks(generator, n, cfg.z_dim, seed,
                            labels=None if labels is None else (lambda start, stop: labels[start:stop]))
-    images = torch.cat([data_mod.to_uint8(block) for block in blocks])
+    images = torch.cat([batches.to_uint8(block) for block in blocks])
     info = export_info(run, name)
     return Images(images, {"kind": RUN, "path": str(run.resolve()), "generator": "best" if best else "generator",
                            "epoch": info.get("epoch"), "step": info.get("step"), "seed": seed, "n": n})
@@ -141,7 +142,7 @@ def _from_npy(path: Path, n: int | None, shape: tuple[int, int], seed: int) -> I
         if not torch.isfinite(chosen).all() or chosen.min() < -1.001 or chosen.max() > 1.001:
             raise GankitError(f"{path} holds values outside [-1, 1] (or NaN): not images as `gankit generate` "
                               "writes them")
-        chosen = data_mod.to_uint8(chosen)
+        chosen = batches.to_uint8(chosen)
     return Images(chosen, {"kind": NPY, "path": str(path.resolve()), "n": len(chosen)})
 
 
@@ -152,8 +153,7 @@ def _file_shape(path: Path) -> tuple[int, int] | None:
 
     try:
         with Image.open(path) as img:
-            gray = img.mode in ("1", "L", "LA", "I", "F") or img.mode.startswith("I;16")
-            return (1 if gray else 3), (img.size[0] if img.size[0] == img.size[1] else -max(img.size))
+            return (1 if is_gray(img.mode) else 3), (img.size[0] if img.size[0] == img.size[1] else -max(img.size))
     except Exception:  # noqa: BLE001 - anything Pillow cannot open is an unreadable file
         return None
 
@@ -169,7 +169,7 @@ def read_native(path: Path, shape: tuple[int, int]) -> torch.Tensor | None:
         raise GankitError(f"{path} is {'not square' if found[1] < 0 else f'{side}x{side}'} and the detector takes "
                           f"{shape[1]}x{shape[1]} images: detectors judge pixels, so images are never resized")
     image = folders.read_image(path, shape[1])
-    return None if image is None else data_mod.fit(image.unsqueeze(0), shape[1], shape[0])[0]
+    return None if image is None else loading.fit(image.unsqueeze(0), shape[1], shape[0])[0]
 
 
 def _from_folder(root: Path, n: int | None, shape: tuple[int, int], seed: int) -> Images:
@@ -190,9 +190,9 @@ def _from_folder(root: Path, n: int | None, shape: tuple[int, int], seed: int) -
                                         "skipped": skipped})
 
 
-def load_real(source: str, shape: tuple[int, int], data_dir: str | Path | None = None) -> data_mod.ImageData:
+def load_real(source: str, shape: tuple[int, int], data_dir: str | Path | None = None) -> loading.ImageData:
     """A data source at the detector's shape (resized and converted the way training reads it)."""
-    data = data_mod.load(source, data_dir, shape[1], shape[0])
+    data = loading.load(source, data_dir, shape[1], shape[0])
     if len(data) == 0:
         raise GankitError(f"{source} holds no images")
     return data

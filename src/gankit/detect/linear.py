@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from .. import classifier as clf
-from ..errors import GankitError
-from .base import Detector, prefixed, unprefixed
-from .metrics import balanced_log_loss, detection_metrics, labels_for
+from gankit import console
+from gankit.detect.base import Detector, prefixed, unprefixed
+from gankit.detect.scores import balanced_log_loss, detection_metrics, labels_for
+from gankit.errors import GankitError
+from gankit.quality import classifier as clf
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -51,7 +51,7 @@ class LinearDetector(Detector):
             raise GankitError("its weights lack the logistic head (mean, scale, coef, intercept)")
 
     def fit(self, real: torch.Tensor, fake: torch.Tensor, val_real: torch.Tensor, val_fake: torch.Tensor,
-            seed: int = 0, log: Callable[[str], None] = lambda m: None) -> list[dict[str, Any]]:
+            seed: int = 0, log: Callable[[str], None] = console.silent) -> list[dict[str, Any]]:
         x = self.features(torch.cat([real, fake])).double()
         val_x = self.features(torch.cat([val_real, val_fake])).double()
         y, val_y = labels_for(len(real), len(fake)), labels_for(len(val_real), len(val_fake))
@@ -99,7 +99,7 @@ class ProbeDetector(LinearDetector):
 
     def _load_extractor(self, weights: dict[str, torch.Tensor] | None) -> torch.nn.Module:
         if self.settings["features"] == "inception":
-            from ..inception import InceptionFeatures
+            from gankit.quality.inception import InceptionFeatures
 
             return InceptionFeatures()
         spec = self.settings.get("evaluator")

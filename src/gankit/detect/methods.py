@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from ..errors import GankitError
-from .base import Detector
-from .cnn import CNNDetector
-from .discriminator import DiscriminatorDetector
-from .linear import ProbeDetector, SpectrumDetector
+from gankit.detect.base import Detector
+from gankit.detect.cnn import CNNDetector
+from gankit.detect.discriminator import DiscriminatorDetector
+from gankit.detect.linear import ProbeDetector, SpectrumDetector
+from gankit.errors import GankitError
 
 METHODS: dict[str, type[Detector]] = {
     "cnn": CNNDetector,  # a small CNN from scratch, blur + JPEG augmentation (Wang et al. 2020)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import GankitError
+from gankit.errors import GankitError
 
 BLUR_SIGMA = (0.0, 3.0)
 JPEG_QUALITY = (30, 100)

@@ -6,7 +6,7 @@ DETECTOR_DIR/
                          64-bit hashes of every real and fake image it was trained on (real_hashes, fake_hashes)
   trained_on.json        the real source and how it was split, the fakes (run, epoch, seed; or the files),
                          validation numbers, time
-  metrics.jsonl          training records, then one "eval" record per `gankit detect eval` (gankit.records)
+  metrics.jsonl          training records, then one "eval" record per `gankit detect eval` (gankit.run.metrics_log)
   roc.png                the ROC curve of the latest evaluation
 
 The folder is written whole or not at all: everything goes into a hidden temporary folder beside it, which is
@@ -31,16 +31,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import CHECKPOINT, CONFIG, GENERATOR
-from ..errors import GankitError
-from ..files import atomic_write, atomic_write_text, irregular
-from ..records import MetricsFile
-
-DETECTOR = "detector.toml"
-WEIGHTS = "detector.safetensors"
-TRAINED_ON = "trained_on.json"
-METRICS = "metrics.jsonl"
-ROC = "roc.png"
+from gankit.errors import GankitError
+from gankit.files import atomic_write, atomic_write_text, irregular
+from gankit.run.layout import CHECKPOINT, CONFIG, DETECTOR_CONFIG, DETECTOR_WEIGHTS, GENERATOR, METRICS, TRAINED_ON
+from gankit.run.metrics_log import MetricsFile
 
 
 @dataclass
@@ -62,7 +56,7 @@ class Stored:
 
 
 def is_detector(path: str | Path) -> bool:
-    return (Path(path) / DETECTOR).is_file()
+    return (Path(path) / DETECTOR_CONFIG).is_file()
 
 
 def _inside_run(path: Path) -> Path | None:
@@ -95,9 +89,11 @@ def write(out: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tens
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         (tmp / ".gankit-detector").touch()
-        atomic_write_text(tmp / DETECTOR, "# gankit detector (see gankit.detect.store)\n" + tomli_w.dumps(config))
+        atomic_write_text(tmp / DETECTOR_CONFIG,
+                          "# gankit detector (see gankit.detect.store)\n" + tomli_w.dumps(config))
         weights = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        atomic_write(tmp / WEIGHTS, lambda t: save_file(weights, t, metadata={"gankit_detector": config["method"]}))
+        meta = {"gankit_detector": config["method"]}
+        atomic_write(tmp / DETECTOR_WEIGHTS, lambda t: save_file(weights, t, metadata=meta))
         atomic_write_text(tmp / TRAINED_ON, json.dumps(trained_on, indent=2) + "\n")
         MetricsFile(tmp / METRICS).append(*records)
         (tmp / ".gankit-detector").unlink()
@@ -118,12 +114,12 @@ def read(path: str | Path) -> Stored:
     if not is_detector(path):
         hint = (f"; it is a run directory: make a detector of its discriminator with `gankit detect train "
                 f"--method discriminator --run {path} --out DIR`") if (path / CONFIG).is_file() else ""
-        raise GankitError(f"{path} is not a detector directory (no {DETECTOR}){hint}")
-    if name := irregular(path, (DETECTOR, WEIGHTS, TRAINED_ON, METRICS)):
+        raise GankitError(f"{path} is not a detector directory (no {DETECTOR_CONFIG}){hint}")
+    if name := irregular(path, (DETECTOR_CONFIG, DETECTOR_WEIGHTS, TRAINED_ON, METRICS)):
         raise GankitError(f"the detector {path} is damaged: {name} is not a regular file; train it again")
     try:
-        config = tomllib.loads((path / DETECTOR).read_text(encoding="utf-8"))
-        tensors = load_file(str(path / WEIGHTS))
+        config = tomllib.loads((path / DETECTOR_CONFIG).read_text(encoding="utf-8"))
+        tensors = load_file(str(path / DETECTOR_WEIGHTS))
         trained_on = json.loads((path / TRAINED_ON).read_text(encoding="utf-8"))
     except (OSError, ValueError, SafetensorError, UnicodeDecodeError) as exc:
         raise GankitError(f"the detector {path} is damaged or incomplete ({type(exc).__name__}: "
@@ -131,7 +127,8 @@ def read(path: str | Path) -> Stored:
     ok = (isinstance(config.get("method"), str) and isinstance(config.get("settings"), dict)
           and all(isinstance(config.get(k), int) for k in ("channels", "image_size")) and isinstance(trained_on, dict))
     if not ok:
-        raise GankitError(f"{path / DETECTOR} lacks method, channels, image_size or settings: not a gankit detector")
+        raise GankitError(f"{path / DETECTOR_CONFIG} lacks method, channels, image_size or settings: "
+                          "not a gankit detector")
     return Stored(path, config, tensors, trained_on)
 
 
@@ -149,7 +146,7 @@ def evaluations_of_run(run_dir: str | Path) -> Iterator[tuple[Path, dict[str, An
         if folder == run or not folder.is_dir() or not is_detector(folder):
             continue
         try:
-            config = tomllib.loads((folder / DETECTOR).read_text(encoding="utf-8"))
+            config = tomllib.loads((folder / DETECTOR_CONFIG).read_text(encoding="utf-8"))
             rows = evaluations(folder)
         except (OSError, ValueError, GankitError):
             continue  # a damaged detector is its own report's business, not this run's

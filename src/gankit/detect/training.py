@@ -15,7 +15,6 @@ the run's D and records the run's training data as its real images.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,16 +23,18 @@ from typing import Any, Sequence
 
 import torch
 
+from gankit import console
+from gankit.data import loading
+from gankit.detect import inputs, store
+from gankit.detect.discriminator import CALIBRATION, DiscriminatorDetector
+from gankit.detect.linear import ProbeDetector
+from gankit.detect.methods import check_method
+from gankit.detect.scores import detection_metrics, labels_for
+from gankit.errors import GankitError
+from gankit.quality import evaluator as ev
+from gankit.run.generator_file import load_run_config
+
 from .. import __version__
-from .. import data as data_mod
-from .. import evaluator as ev
-from ..checkpoint import load_run_config
-from ..errors import GankitError
-from . import inputs, store
-from .discriminator import CALIBRATION, DiscriminatorDetector
-from .linear import ProbeDetector
-from .methods import check_method
-from .metrics import detection_metrics, labels_for
 
 VALIDATION = 0.2
 MIN_REAL = 10
@@ -69,7 +70,7 @@ def train_detector(real: str | None = None, fakes: Sequence[str] = (), method: s
     """Train a detector of `method` on real images of the source `real` against `fakes` (run directories,
     folders, .npy files) and write it to `out`; for method "discriminator", copy `run`'s D instead."""
     check_method(method)
-    log = (lambda m: print(f"gankit: {m}", file=sys.stderr)) if progress else (lambda m: None)
+    log = console.say if progress else console.silent
     out = store.check_out(out or default_out(method))
     if method == "discriminator":
         if real or fakes:
@@ -154,7 +155,7 @@ def _split(images: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     return images[order[k:]], images[order[:k]]
 
 
-def _build(method: str, shape: tuple[int, int], data: data_mod.ImageData, evaluator: str | None,
+def _build(method: str, shape: tuple[int, int], data: loading.ImageData, evaluator: str | None,
            features: str, settings: dict[str, Any], progress: bool) -> Any:
     """An untrained detector; the probe gets its frozen feature extractor here."""
     cls = check_method(method)
@@ -165,7 +166,7 @@ def _build(method: str, shape: tuple[int, int], data: data_mod.ImageData, evalua
     if method != "probe":
         return cls({"channels": shape[0], "image_size": shape[1], **settings})
     if features == "inception":
-        from ..inception import InceptionFeatures
+        from gankit.quality.inception import InceptionFeatures
 
         return ProbeDetector({"features": "inception", **settings}, InceptionFeatures())
     if features != "evaluator":
@@ -183,7 +184,7 @@ def _discriminator(run: str | Path | None, out: Path, label_rule: str, batchnorm
     if not run:
         raise GankitError("--method discriminator needs --run RUN_DIR: the run whose D judges the images")
     cfg = load_run_config(run)
-    data = data_mod.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
+    data = loading.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:CALIBRATION].sort().values
     detector = DiscriminatorDetector.from_run(run, data.images[order], label_rule, batchnorm)
     s = detector.settings

@@ -1,106 +1,15 @@
-"""Model registry: a name maps to a module with build(z_dim, channels, image_size, d_norm, g_width, d_width,
-d_widths) -> (G, D), d_channels(image_size) (D's default layer widths) and check_size (widths: multipliers
-of the architecture's channel counts, see `widths`). Each discriminator exposes `body` (images -> features) and `head` (features -> logit).
+"""Models: the architectures by name, and a run's G and D built from its config.
 
-A new architecture is one module plus one line here. What works on every architecture lives here:
-class conditioning (a one-hot label appended to the noise for G, a projection head for D, Miyato &
-Koyama 2018) and spectral normalization of D.
+  registry.py  `MODELS` (name -> architecture module), `build(name, ...) -> (G, D)`, `from_config(cfg)`, class
+               conditioning and spectral normalization (what works on every architecture), `run`,
+               `class_labels`, `eval_mode`
+  dcgan.py     DCGAN networks: the DCGAN-on-MNIST project's stack at 28x28, the standard one at 32 and 64
+  mlp.py       the simple-GAN tutorial's fully connected networks
+  widths.py    the width multipliers (`g_width`, `d_width`) as every architecture applies them
+
+An architecture module has build(z_dim, channels, image_size, d_norm, g_width, d_width, d_widths) -> (G, D),
+d_channels(image_size) (D's default layer widths) and check_size; each discriminator exposes `body` (images ->
+features) and `head` (features -> logit). A new architecture is one module plus one line in registry.MODELS.
+
+This file imports nothing, so that importing one architecture costs only that.
 """
-
-from __future__ import annotations
-
-import contextlib
-from types import ModuleType
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from . import dcgan, mlp
-
-MODELS: dict[str, ModuleType] = {"mlp": mlp, "dcgan": dcgan}
-
-
-class ConditionalGenerator(nn.Module):
-    """G(z, y) = base([z, one_hot(y)]): the base generator sees z_dim + num_classes inputs (Mirza & Osindero
-    2014). A learned N(0, 1) label embedding in place of the one-hot code was measured to collapse the
-    dcgan generator on mnist5k (every sample the same after 150 steps); the fixed code trains like the
-    unconditional model and draws the right class within 4 epochs."""
-
-    def __init__(self, base: nn.Module, num_classes: int):
-        super().__init__()
-        self.base, self.num_classes = base, num_classes
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.base(torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], 1))
-
-
-class ProjectionDiscriminator(nn.Module):
-    """D(x, y) = head(h) + <embed(y), h> with h = body(x): the projection discriminator."""
-
-    def __init__(self, base: nn.Module, num_classes: int):
-        super().__init__()
-        self.base = base
-        self.embed = nn.Embedding(num_classes, base.head.in_features)
-        nn.init.normal_(self.embed.weight, 0.0, 0.02)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.base.body(x)
-        return self.base.head(h).view(-1) + (self.embed(y) * h).sum(1)
-
-
-def build(name: str, z_dim: int, channels: int, image_size: int, num_classes: int = 0, d_norm: str = "batch",
-          spectral_norm: bool = False, g_width: float = 1.0, d_width: float = 1.0,
-          d_widths: tuple[int, ...] = ()) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for a registered architecture; G maps (N, z_dim) noise (and, when
-    num_classes > 0, N labels) to images in [-1, 1]; D maps images (and labels) to N logits.
-    d_widths: D's layer widths in place of the architecture's `d_channels(image_size)`."""
-    G, D = MODELS[name].build(z_dim + num_classes, channels, image_size, d_norm=d_norm, g_width=g_width,
-                              d_width=d_width, d_widths=d_widths)
-    if num_classes:
-        G, D = ConditionalGenerator(G, num_classes), ProjectionDiscriminator(D, num_classes)
-    if spectral_norm:
-        for module in list(D.modules()):
-            if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
-                nn.utils.parametrizations.spectral_norm(module)
-    return G, D
-
-
-def build_generator(name: str, z_dim: int, channels: int, image_size: int, num_classes: int = 0,
-                    g_width: float = 1.0) -> nn.Module:
-    return build(name, z_dim, channels, image_size, num_classes, g_width=g_width)[0]
-
-
-def run(module: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """module(x) or, for a conditional G or D, module(x, labels)."""
-    return module(x) if labels is None else module(x, labels)
-
-
-def class_labels(n: int, num_classes: int, device: str | torch.device = "cpu",
-                 prior: torch.Tensor | None = None) -> torch.Tensor | None:
-    """n labels taking turns, 0, 1, ..., num_classes - 1, 0, 1, ..., or None for an unconditional model.
-
-    prior (the real class frequencies): each class gets its share of the n labels (largest remainders), so that
-    a conditional generator is measured on the data's class mix; a class that runs out leaves the turns.
-    """
-    if not num_classes:
-        return None
-    if prior is None or len(prior) != num_classes or not prior.sum() > 0:
-        return torch.arange(n, device=device) % num_classes
-    share = prior.double().cpu() / prior.sum().item() * n
-    counts = share.floor().long()
-    counts[(share - counts).argsort(descending=True, stable=True)[: n - int(counts.sum())]] += 1
-    labels = torch.repeat_interleave(torch.arange(num_classes), counts)
-    turn = torch.arange(n) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)  # index within its class
-    return labels[torch.argsort(turn * num_classes + labels)].to(device)
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module):
-    """Run a block with `module` in eval mode (BatchNorm running stats, no dropout), then restore its mode."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)

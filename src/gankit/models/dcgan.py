@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GankitError
-from .widths import scaled
+from gankit.errors import GankitError
+from gankit.models.widths import scaled
 
 SIZES = (28, 32, 64)
 

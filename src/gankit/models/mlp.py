@@ -8,8 +8,8 @@ import math
 import torch
 from torch import nn
 
-from ..errors import GankitError
-from .widths import scaled
+from gankit.errors import GankitError
+from gankit.models.widths import scaled
 
 
 class MLPGenerator(nn.Module):
@@ -44,12 +44,12 @@ class MLPDiscriminator(nn.Module):
         return self.head(self.body(x)).view(-1)
 
 
-def d_channels(image_size: int) -> tuple[int, ...]:
+def d_channels(image_size: int) -> tuple[int, ...]:  # noqa: ARG001 - the registry's interface
     """The discriminator's hidden units at width 1 (what `d_channels=""` means)."""
     return (128,)
 
 
-def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch", g_width: float = 1.0,
+def build(z_dim: int, channels: int, image_size: int, d_norm: str = "batch", g_width: float = 1.0,  # noqa: ARG001 - the registry's interface
           d_width: float = 1.0, d_widths: tuple[int, ...] = ()) -> tuple[nn.Module, nn.Module]:
     """d_norm is accepted for the registry's sake: the tutorial's MLP discriminator has no normalization."""
     shape = (channels, image_size, image_size)

@@ -1,0 +1,202 @@
+"""Folders of image files, decoded once into a pack in the cache.
+
+The first use of `folder:PATH` at a given image size and channel count decodes every file (in worker
+processes, written straight into a pack; nothing holds the whole folder in memory) into
+CACHE/packs/<folder>-<size>x<channels>-<key>. The key hashes the folder's file names, sizes and mtimes, so
+the next use maps that pack without decoding a single image, and a changed folder (a file added, removed,
+replaced or touched) is packed again; the older pack of the same folder is then deleted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from gankit.data import packs, transforms
+from gankit.errors import GankitError
+from gankit.files import cache_dir, slug
+from gankit.images import is_gray
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+CHUNK = 64  # files per task given to a decoding worker
+DECODER_VERSION = 1  # bump when read_image's pixels change: older cached packs are then not reused
+
+
+def read_image(path: Path, image_size: int):
+    """Decode, resize the short side to image_size and center-crop; None if the file is unreadable (damaged,
+    not an image, or a decompression bomb: more pixels than Pillow's MAX_IMAGE_PIXELS, whatever its size on
+    disk). 16-bit grayscale is scaled to 8 bits, not clipped. A uint8 tensor C x H x W, C = 1 or 3."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                gray = is_gray(img.mode) or (img.mode == "P" and all(r == g == b for r, g, b in _palette_rgb(img)))
+                img = _to_8_bits(img) if gray else img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning):
+        return None
+    return transforms.resize_crop(transforms.pil_to_tensor(img), image_size)
+
+
+def _to_8_bits(img):
+    """A grayscale image in mode L; 16-bit (and 32-bit integer) pixels are scaled from 0..65535."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I":
+        scaled = np.asarray(img, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+    return img.convert("L")
+
+
+def _palette_rgb(img) -> list[tuple[int, int, int]]:
+    pal = img.getpalette() or []
+    return [tuple(pal[i:i + 3]) for i in range(0, len(pal) - 2, 3)]
+
+
+def list_images(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise GankitError(f"image folder not found: {root}")
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise GankitError(f"no images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, "
+                          "flat or one subfolder per class)")
+    return paths
+
+
+def fingerprint(root: Path, paths: list[Path]) -> str:
+    """A hash of the files' names (relative to root), sizes and modification times."""
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        entry = f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
+        h.update(entry.encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def layout_labels(root: Path, paths: list[Path]) -> tuple[np.ndarray | None, list[str] | None]:
+    """One subfolder per class (ImageFolder layout) gives labels; anything else is unlabeled."""
+    parents = [p.parent.relative_to(root) for p in paths]
+    if not all(len(q.parts) == 1 for q in parents):
+        return None, None
+    classes = sorted({q.parts[0] for q in parents})
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[q.parts[0]] for q in parents], dtype=np.int64), classes
+
+
+# ------------------------------------------------------------------ decoding (worker processes)
+def _worker_start(parent: int) -> None:
+    torch.set_num_threads(1)  # one thread per process: the processes are the parallelism
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this worker is killed when the packing process dies, even by SIGKILL (which leaves no chance to
+    stop its pool): PR_SET_PDEATHSIG. Elsewhere the pool's own shutdown is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _decode(task: tuple[list[Path], int, int]) -> list[np.ndarray | None]:
+    """Decode files at image_size with `channels` (0: as they are); None for an unreadable file."""
+    paths, image_size, channels = task
+    out = []
+    for p in paths:
+        t = read_image(p, image_size)
+        if t is not None and channels == 1 and t.shape[0] == 3:
+            t = transforms.rgb_to_grayscale(t)
+        elif t is not None and channels == 3 and t.shape[0] == 1:
+            t = t.expand(3, -1, -1)
+        out.append(None if t is None else t.numpy())
+    return out
+
+
+def decode_all(paths: list[Path], image_size: int, channels: int) -> Iterator[np.ndarray | None]:
+    """Every file decoded, in order, by worker processes (in this process when there are only a few)."""
+    tasks = [(paths[i:i + CHUNK], image_size, channels) for i in range(0, len(paths), CHUNK)]
+    workers = min(len(os.sched_getaffinity(0)), len(tasks))
+    if workers < 2:
+        for task in tasks:
+            yield from _decode(task)
+        return
+    # fork: the workers start at once with gankit imported (spawn would import torch again in each)
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
+                             initargs=(os.getpid(),)) as pool:
+        for decoded in pool.map(_decode, tasks):
+            yield from decoded
+
+
+# ------------------------------------------------------------------ the cache
+def pack_folder(root: Path, dest: Path, image_size: int, channels: int, files: list[Path] | None = None) -> Path:
+    """Decode the folder into a new pack at dest (unreadable files are left out and counted)."""
+    paths = files if files is not None else list_images(root)
+    before = fingerprint(root, paths)
+    labels, classes = layout_labels(root, paths)
+    writer = packs.PackWriter(dest, image_size, channels)
+    kept: list[int] = []
+    try:
+        for i, image in enumerate(decode_all(paths, image_size, channels)):
+            if image is not None:
+                writer.add(image)
+                kept.append(i)
+        if not kept:
+            raise GankitError(f"none of the {len(paths)} image files in {root} could be read")
+        if list_images(root) != paths or fingerprint(root, paths) != before:
+            raise GankitError(f"{root} changed while it was being packed (files added, removed or modified): "
+                              "run again once it is stable (nothing was cached)")
+        return writer.finish(f"folder:{root}", before, None if labels is None else labels[kept], classes,
+                             skipped=len(paths) - len(kept), decoder=DECODER_VERSION)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def cached_pack(root: Path, image_size: int, channels: int, say=None) -> tuple[packs.Pack, bool]:
+    """The folder's pack from the cache, made now if there is none for its current files.
+    Returns (pack, True if it came from the cache). A damaged cache entry is deleted and made again."""
+    root = root.resolve()
+    paths = list_images(root)
+    key = hashlib.sha256(f"{fingerprint(root, paths)}|{image_size}|{channels}|{DECODER_VERSION}|"
+                         f"{packs.VERSION}".encode()).hexdigest()[:16]
+    where = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    family = f"{slug(root.name, 40) or 'folder'}-{where}-{image_size}x{channels or 'auto'}"
+    home = cache_dir() / "packs"
+    dest = home / f"{family}-{key}"
+    if dest.exists():
+        try:
+            return packs.open_pack(dest), True
+        except GankitError as exc:
+            if say:
+                say(f"the cached pack {dest} is damaged ({exc}); packing {root} again")
+            shutil.rmtree(dest, ignore_errors=True)
+    home.mkdir(parents=True, exist_ok=True)
+    if say:
+        say(f"packing {len(paths)} images of {root} into {dest} (once; later runs map it)")
+    start = time.perf_counter()
+    pack_folder(root, dest, image_size, channels, paths)
+    for old in home.glob(f"{family}-*"):  # older packs of this folder at this size: superseded
+        if old.name != dest.name and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    pack = packs.open_pack(dest)
+    pack.meta["seconds"] = round(time.perf_counter() - start, 2)
+    return pack, False

@@ -1,0 +1,107 @@
+"""Matplotlib figures read from metrics.jsonl, so no TensorBoard is needed to see a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gankit.files import real_or
+from gankit.run.metrics_log import MetricsFile
+
+
+def read_metrics(path: str | Path, kind: str = "train") -> list[dict]:
+    """The records of one kind in a metrics.jsonl (see gankit.run.metrics_log)."""
+    return MetricsFile(path).read(kind)
+
+
+def number(record: dict, key: str) -> float:
+    """record[key] as a float; NaN (not plotted) when it is missing or not a number."""
+    return real_or(record.get(key), np.nan)
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (window clipped to the series length)."""
+    window = max(1, min(window, len(values)))
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _figure(width: float, height: float):
+    """A matplotlib figure rendered by Agg when saved, without pyplot (its import, backend and figure registry)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def plot_loss_curves(metrics_path: str | Path, out, probability: bool = True) -> Path | None:
+    """Two panels: loss_D and loss_G; D(x) and D(G(z)). Raw values faint, moving average bold.
+    `out` is a path or a binary file object; probability=False for losses whose D scores are raw outputs."""
+    rows = read_metrics(metrics_path)
+    if not rows:
+        return None
+    steps = np.array([number(r, "step") for r in rows])
+    window = max(1, len(rows) // 50)
+    fig = _figure(12, 4.2)
+    axes = fig.subplots(1, 2)
+    for ax, keys, title in ((axes[0], ("loss_D", "loss_G"), "losses"),
+                            (axes[1], ("D(x)", "D(G(z))"),
+                             "discriminator outputs (probability)" if probability else "discriminator scores")):
+        for key, color in zip(keys, ("tab:blue", "tab:orange")):
+            values = np.array([number(r, key) for r in rows])
+            ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+            ax.plot(steps, smooth(values, window), color=color, linewidth=1.8, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if probability:
+        axes[1].set_ylim(0, 1)
+        axes[1].axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100, format="png")
+    return out
+
+
+METRIC_PANELS = (("fd", "FD (lower is better)"), ("precision", "precision"), ("recall", "recall"),
+                 ("classes_covered", "classes holding >= 5% of the fakes"))
+
+
+def latest_feature_space(evals: list[dict]) -> list[dict]:
+    """The trailing evaluations measured by the same evaluator as the last one: values under different
+    evaluators are in different feature spaces and do not belong on one curve."""
+    start = len(evals) - 1
+    while start > 0 and evals[start - 1].get("evaluator") == evals[-1].get("evaluator"):
+        start -= 1
+    return evals[max(start, 0):]
+
+
+def plot_metric_curves(metrics_path: str | Path, out) -> bool:
+    """FD, precision, recall and class coverage per evaluation during training, with the real-vs-real
+    floor dashed. `out` is a path or a binary file object. False when the run has no evaluations."""
+    evals = [r for r in read_metrics(metrics_path, kind="eval") if r.get("source") == "train"]
+    if not evals:
+        return False
+    rows = latest_feature_space(evals)  # a run resumed under another evaluator is drawn from that change on
+    epochs = [number(r, "epoch") for r in rows]
+    panels = [(k, t) for k, t in METRIC_PANELS if k in rows[-1]]
+    fig = _figure(4 * len(panels), 3.4)
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        ax.plot(epochs, [number(r, key) for r in rows], marker="o", color="tab:blue", label="run")
+        floor = number(rows[-1].get("floor") if isinstance(rows[-1].get("floor"), dict) else {}, key)
+        if np.isfinite(floor):
+            ax.axhline(floor, color="gray", linestyle="--", linewidth=1, label="real vs real")
+        if key == "fd":
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    if len(rows) < len(evals):
+        fig.suptitle(f"measured by the evaluator in use since epoch {rows[0].get('epoch')} (earlier values are in "
+                     "another feature space)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90, format="png")
+    return True

@@ -1,0 +1,40 @@
+"""Every file name of a run directory and of a detector folder, defined here once and used everywhere else.
+
+RUN_DIR/
+  config.toml              the resolved config: all that generate/evaluate/report need to rebuild the models
+  checkpoint.pt            both models, both optimizers, epoch/step, RNG states, fixed noise (torch.save)
+  generator.safetensors    generator weights for inference; the model config rides in its metadata
+  best.safetensors         the generator of the lowest FD so far (when the run is evaluated)
+  metrics.jsonl            one JSON object per logged step / epoch / evaluation / health finding
+  samples/epoch_NNN.png    fixed-noise grids;  tb/  TensorBoard events
+  loss_curves.png, progress.gif    written at the end of training;  report.html    by `gankit report`
+
+DETECTOR_DIR/ (gankit.detect.store)
+  detector.toml, detector.safetensors, trained_on.json, metrics.jsonl (its evaluations), roc.png, report.html
+"""
+
+from __future__ import annotations
+
+CONFIG = "config.toml"
+CHECKPOINT = "checkpoint.pt"
+GENERATOR = "generator.safetensors"
+BEST = "best.safetensors"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples"
+TENSORBOARD = "tb"
+LOSS_CURVES = "loss_curves.png"
+PROGRESS_GIF = "progress.gif"
+REPORT = "report.html"
+
+DETECTOR_CONFIG = "detector.toml"
+DETECTOR_WEIGHTS = "detector.safetensors"
+TRAINED_ON = "trained_on.json"
+ROC = "roc.png"
+
+
+EPOCH_GRIDS = "epoch_*.png"  # every epoch_grid(n) in SAMPLES
+
+
+def epoch_grid(epoch: int) -> str:
+    """The fixed-noise grid of an epoch, inside SAMPLES."""
+    return f"epoch_{epoch:03d}.png"

@@ -1,0 +1,16 @@
+"""Training: start or resume a run, and the loop with everything it calls.
+
+  launch.py       `train()` and `resume()` (gankit.train, gankit.resume): claim the run directory, start
+                  torchrun's process group, build a Trainer, restore its checkpoint, fit
+  trainer.py      `Trainer`: the loop top to bottom (build, restore, train_step, end_epoch, finish)
+  steps.py        `AutogradStep`: (1) the D step, (2) the G step, with autocast, penalties, DDP
+  fused.py        `FusedMLPStep`: the simple GAN's step with a hand-written backward (same math, faster)
+  losses.py       the losses by name (`LOSSES`: bce, lsgan, hinge, wgan-gp) and the gradient penalties
+  augment.py      `DiffAugment`: differentiable augmentation of real and fake batches before D
+  ema.py          `EMA`: the moving average of G's weights that is sampled and exported
+  adam.py         Adam on torch's fused kernel, without torch.optim (which imports torch._dynamo)
+  distributed.py  torchrun: the process group, DDP, synchronized BatchNorm, decisions shared, Ctrl-C agreed
+  health.py       `Health`: a discriminator that wins too easily, mode collapse, divergence; each with a remedy
+
+This file imports nothing, so that `import gankit.training.<module>` costs only what that module needs.
+"""

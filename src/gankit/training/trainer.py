@@ -1,0 +1,391 @@
+"""The training loop, readable top to bottom.
+
+    data (uint8, on the device) -> batch (float in [-1, 1], augmented) -> D step -> G step -> EMA -> log
+    -> end of epoch: fixed-noise grid, generator export, evaluation, checkpoint -> finish: plots, GIF, summary
+
+A `Trainer`'s parts are named for what they do: build (`__init__`), restore (`load_state_dict`), `train_step`,
+`end_epoch`, `finish`. Everything a checkpoint holds is `Trainer.state_dict()`; the math of one step lives in
+gankit.training.steps (autograd) and gankit.training.fused (the hand-written simple-GAN step), called as
+`self.gan_step`; `self.G_sampled` is what grids, evaluations and exports draw from (the EMA average, or G).
+gankit.training.launch starts and resumes runs with it (the run directory's lock, torchrun's processes).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gankit import config, console
+from gankit import images as images_mod
+from gankit.config import Config
+from gankit.data import batches, loading
+from gankit.devices import Rows, World, resolve_device
+from gankit.errors import GankitError
+from gankit.files import atomic_write
+from gankit.inference.sampling import sample_grid
+from gankit.models.registry import class_labels, from_config
+from gankit.quality.tracking import Quality, QualityState
+from gankit.report.plots import plot_loss_curves
+from gankit.run import checkpoint, generator_file, layout
+from gankit.run.metrics_log import QuietLog, TrainingLog
+from gankit.training import distributed
+from gankit.training.adam import adam, load_checked
+from gankit.training.augment import DiffAugment, parse_policy
+from gankit.training.ema import EMA
+from gankit.training.fused import FusedMLPStep
+from gankit.training.health import REMEDIES, Diverged, Finding, Health
+from gankit.training.losses import LOSSES
+from gankit.training.steps import AutogradStep, Step
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    epochs: int
+    steps: int
+    seconds: float
+    images_per_s: float
+    last: dict[str, float]
+    stopped: str | None = None  # why training ended before the last epoch
+    best_fd: float | None = None
+    best_epoch: int = 0
+    health: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        last = ", ".join(f"{k} {v:.3f}" for k, v in self.last.items())
+        lines = [f"trained {self.epochs} epochs ({self.steps} steps) in {self.seconds:.1f} s, "
+                 f"{self.images_per_s:.0f} images/s; last: {last}; run: {self.run_dir}"]
+        if self.stopped:
+            lines.append(self.stopped)
+        if self.best_fd is not None:
+            lines.append(f"best FD {self.best_fd:.3f} at epoch {self.best_epoch}: {self.run_dir / layout.BEST}")
+        lines += [f"health: {h}" for h in self.health] or ["health: no problems found"]
+        return "\n".join(lines)
+
+
+class Trainer:
+    """One run's training state and the steps that change it."""
+
+    # ------------------------------------------------------------------ build
+    def __init__(self, cfg: Config, run_dir: Path, progress: bool = True, device: torch.device | None = None,
+                 world: World = World()):
+        """world: this process among torchrun's (rank 0 writes, prints and evaluates); device: this rank's."""
+        self.run_dir, self.world, self.progress = run_dir, world, progress and world.main
+        self.device = device or resolve_device(cfg.device)
+        if cfg.batch_size % world.size:
+            raise GankitError(f"batch_size {cfg.batch_size} (the global batch) does not split evenly over "
+                              f"{world.size} processes: use a multiple of {world.size}")
+        self.rows = Rows.of(world, cfg.batch_size)  # this rank's rows of every global batch
+        # Data: decoded once into a uint8 tensor on the training device; the config's "auto" values decided.
+        self.data = data = self._load_data(cfg)
+        classes = len(data.classes or ()) if data.labels is not None else 0
+        self.cfg = cfg = config.resolve_for_data(cfg, classes, data.images.shape[1])
+        self.plan = config.plan(cfg, self.device.type, world.size)
+        if cfg.cpu_bf16 and self.device.type == "cpu" and not self.plan.autocast:
+            self.say("cpu_bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag), where bf16 runs "
+                     "tens of times slower than fp32: training in fp32")
+        self.loss = LOSSES[cfg.loss]
+        self.epoch = self.step = self.saved_epoch = 0
+        self._build_models()
+        self.rng = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, augmentation and penalty draws
+        # the fixed-noise grid: sample_count images, rounded up to whole rows of one column per class
+        k = cfg.num_classes
+        count = -(-cfg.sample_count // k) * k if 0 < k <= cfg.sample_count else cfg.sample_count
+        self.fixed_noise = torch.randn(count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+        self.gan_step = self._build_step()  # (real, labels, noise, g_step, r1) -> four scalars
+        labels = data.labels.to(self.device) if cfg.num_classes else None
+        # in-memory data moves to the device once; a mapped pack stays in host memory, gathered per batch
+        images = data.images if data.pack else data.images.to(self.device)
+        self.batches = batches.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, self.rng,
+                                        self.memory_format, labels, self.rows, self.device)
+        self.quality = self._build_quality() if world.main else None
+        self.health = Health(judge_d=self.loss.probability)
+        self.resumed = False  # continuing a run directory (with or without a checkpoint)
+        self.started = False  # the run directory has been taken up (_open_run_dir)
+        self.interrupts = distributed.Interrupts(world)
+
+    def _load_data(self, cfg: Config) -> loading.ImageData:
+        """The source, decoded once: a folder is packed by rank 0 (if its cache holds no pack) before any rank
+        maps it."""
+        say = console.say if self.world.main else None
+        distributed.shared(self.world, lambda: loading.prepare(cfg.data, cfg.image_size, cfg.channels, say))
+        return loading.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
+
+    def _build_models(self) -> None:
+        """G and D (seeded), their Adam optimizers, and the EMA generator that grids, evaluations and exports use."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        G, D = from_config(cfg)
+        self.memory_format = torch.channels_last if self.plan.channels_last else torch.contiguous_format
+        self.G, self.D = G.to(self.device, memory_format=self.memory_format), D.to(self.device,
+                                                                                   memory_format=self.memory_format)
+        self.ema = EMA(self.G, cfg.ema) if cfg.ema else None  # plain BatchNorm: recalibrated on rank 0 alone
+        if self.world.several:  # BatchNorm statistics over the global batch (the same parameters, synced)
+            self.G = distributed.synchronize_batchnorm(self.G, self.device)
+            self.D = distributed.synchronize_batchnorm(self.D, self.device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = adam(self.G.parameters(), lr=cfg.lr, betas=betas)  # torch's fused Adam, not torch.optim's
+        self.opt_d = adam(self.D.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)  # import (gankit.training.adam)
+        # what grids, evaluations and exports draw from: the EMA average, or G itself without EMA
+        self.G_sampled = self.ema.model if self.ema else self.G
+
+    def _build_step(self) -> Step:
+        """The step implementation the plan chose: the hand-written simple-GAN step, or autograd."""
+        cfg = self.cfg
+        if self.plan.fused:
+            return FusedMLPStep(self.G, self.D, self.opt_g, self.opt_d, cfg.label_smoothing)
+        g_run, d_run = distributed.wrap(self.world, self.device, self.G, self.D)  # DDP: G and D separately
+        # the G step needs no D gradients, so it runs D itself, without DDP's synchronization
+        d_for_g = self.D if self.world.several else None
+        if self.plan.compile:
+            g_run, d_run = torch.compile(g_run), torch.compile(d_run)
+            d_for_g = None if d_for_g is None else torch.compile(d_for_g)
+        augment = DiffAugment(parse_policy(cfg.diffaug), self.rng, self.rows)  # on real and fake, before D
+        return AutogradStep(self.G, self.D, self.opt_g, self.opt_d, self.loss, augment, self.rng,
+                            label_smoothing=cfg.label_smoothing, gp_lambda=cfg.gp_lambda,
+                            r1_weight=cfg.r1_gamma / 2 * cfg.r1_every, autocast=self.plan.autocast,
+                            g_run=g_run, d_run=d_run, d_for_g=d_for_g, rows=self.rows)
+
+    def _build_quality(self) -> Quality | None:
+        cfg = self.cfg
+        if cfg.eval_every and (self.data.labels is not None or cfg.evaluator):
+            return Quality.for_data(self.data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, self.progress)
+        if cfg.eval_every:
+            self.say(f"{cfg.data} has no labels to train an evaluator on: quality metrics are off "
+                     "(set evaluator=PATH to use one)")
+        return None
+
+    def say(self, message: str) -> None:
+        if self.progress:
+            console.say(message)
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint holds: the one place that says so (load_state_dict reads the same keys)."""
+        return {
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else {}, "loss_g": self.gan_step.loss_g.detach().float().cpu(),
+            "epoch": self.epoch, "step": self.step, "rng": self.rng.get_state(), "rng_device": self.device.type,
+            "fixed_noise": self.fixed_noise.cpu(), "config": self.cfg.to_dict(),
+            "quality": self.quality.state_dict() if self.quality else {},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint after checking every key, type and shape (one line names what is wrong)."""
+        checkpoint.check_state(state, self.cfg, {"generator": self.G, "discriminator": self.D}, self.ema)
+        QualityState.parse(state.get("quality") or {})
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        load_checked(self.opt_g, state["opt_g"], "opt_g")
+        load_checked(self.opt_d, state["opt_d"], "opt_d")
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
+        if state.get("rng_device", "cpu") == self.device.type:
+            checkpoint.set_rng_state(self.rng, state["rng"])
+        else:  # a CPU generator's state does not fit a CUDA one: continue with a fresh, seeded stream
+            self.rng.manual_seed(self.cfg.seed * 1_000_003 + int(state["step"]))
+            self.say(f"resuming on {self.device.type} a run trained on {state['rng_device']}: "
+                     "noise draws restart from a new seed, so losses will not match a straight run")
+        if state.get("loss_g") is not None:
+            self.gan_step.loss_g = state["loss_g"].to(self.device)
+        self.fixed_noise = state["fixed_noise"]  # a checkpoint's grid keeps its size
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.saved_epoch = self.epoch
+        if self.quality and (note := self.quality.load_state(state.get("quality"))):
+            self.say(note)
+        if self.epoch >= self.cfg.epochs:
+            raise GankitError(f"it already trained {self.epoch} of {self.cfg.epochs} epochs: "
+                              f"pass --epochs N with N > {self.epoch} to train further")
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> RunResult:
+        """Train from the current epoch to the last (or an early stop, or the time limit), then finish."""
+        self._open_run_dir()
+        self.G.train()
+        self.D.train()
+        start, trained, stopped = time.perf_counter(), 0, None
+        try:
+            with self.interrupts:
+                while self.epoch < self.cfg.epochs and not stopped:
+                    steps, seconds, out_of_time = self.train_epoch(start)
+                    trained += steps * self.cfg.batch_size
+                    stopped = self.end_epoch(seconds, steps, out_of_time, start)
+        finally:
+            self.log.close()
+        return self.finish(stopped, time.perf_counter() - start, trained)
+
+    def _open_run_dir(self) -> None:
+        """The run directory: created (or taken up again) only now that data, models and checkpoint are good."""
+        cfg = self.cfg
+        self.started = True
+        if not self.world.main:  # rank 0 writes the run directory; the others only compute
+            self.log = QuietLog(cfg.log_every)
+            return
+        # metrics.jsonl first: a damaged one stops the resume before config.toml is rewritten
+        self.log = TrainingLog(self.run_dir, cfg.log_every, layout.METRICS, layout.TENSORBOARD,
+                               resume_step=self.step if self.resumed else None)
+        (self.run_dir / layout.SAMPLES).mkdir(parents=True, exist_ok=True)
+        config.save(cfg, self.run_dir / layout.CONFIG)
+        self.fixed_noise = self.fixed_noise.to(self.device)
+        self.fixed_labels = class_labels(len(self.fixed_noise), cfg.num_classes, self.device)
+        what = (f"resuming at epoch {self.epoch + 1} of {cfg.epochs}" if self.resumed
+                else f"training for {cfg.epochs} epochs")
+        self.say(f"{cfg.preset} ({cfg.model}, {cfg.loss}) on {cfg.data}: {len(self.data)} images "
+                 f"{tuple(self.data.images.shape[1:])}, {self.device.type}, {what} -> {self.run_dir}")
+
+    def train_epoch(self, start: float) -> tuple[int, float, bool]:
+        """One pass over the data: (steps taken, seconds, whether the time limit cut it short)."""
+        cfg = self.cfg
+        bar = console.bar(len(self.batches), f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=self.progress)
+        epoch_start, steps, out_of_time = time.perf_counter(), 0, False
+        for real, y in self.batches.epoch(self.epoch):  # y: the batch's labels (conditional runs), else None
+            scalars = self.train_step(real, y)
+            self.check_health(self.log.step(self.epoch + 1, self.step, scalars))
+            steps += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0:
+                bar.set_postfix(self.log.postfix(), refresh=False)
+                if distributed.any_rank(self.world, self.interrupts.requested, self.device):
+                    raise distributed.AgreedStop  # a Ctrl-C on some rank: every rank stops after this same step
+                # rank 0's clock decides for every rank
+                if cfg.time_limit and distributed.shared(self.world, lambda: time.perf_counter() - start
+                                                         > cfg.time_limit):
+                    out_of_time = True
+                    break
+        self.check_health(self.log.flush())
+        seconds = time.perf_counter() - epoch_start
+        bar.set_postfix(self.log.postfix(**{"img/s": f"{steps * cfg.batch_size / max(seconds, 1e-9):.0f}"}))
+        bar.close()
+        return steps, seconds, out_of_time
+
+    def train_step(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """One step on a batch: D update (and a G update every n_critic steps), then the EMA.
+        Returns (loss_D, loss_G, D(x), D(G(z))) as one float tensor, still on the device."""
+        cfg = self.cfg
+        g_step = (self.step + 1) % cfg.n_critic == 0  # n_critic D steps per G step
+        r1 = bool(cfg.r1_gamma) and self.step % cfg.r1_every == 0  # lazy R1: every r1_every D steps
+        z = self.rows.randn(cfg.z_dim, device=self.device, generator=self.rng)  # this rank's rows of the noise
+        loss_d, loss_g, d_real, d_fake = self.gan_step(real, y, z, g_step, r1)
+        if self.ema and g_step:
+            self.ema.accumulate()  # ema <- decay * ema + (1 - decay) * G
+        self.step += 1
+        # several processes: each computed its rows' means; their mean is the global batch's
+        return distributed.mean(self.world, torch.stack([loss_d, loss_g.detach(), d_real, d_fake]).float())
+
+    def check_health(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
+        """The health checks on logged rows: each finding is reported; divergence stops training."""
+        for epoch, step, values in rows:
+            for finding in self.health.on_step(epoch, step, values):
+                self.warn(finding)
+                if finding.kind == "divergence":
+                    raise Diverged(f"{finding.line()}; {self.on_disk()}")
+
+    def on_disk(self) -> str:
+        """What a stopped run leaves to continue from, in words."""
+        again = f"gankit train --resume {self.run_dir}"
+        if self.saved_epoch:
+            return f"the checkpoint of epoch {self.saved_epoch} is intact ({again})"
+        if (self.run_dir / layout.CONFIG).exists():
+            return f"no checkpoint was written yet: {again} starts it again from epoch 1"
+        return "nothing was written"
+
+    def warn(self, finding: Finding) -> None:
+        """A health finding: a warning line, and a record in metrics.jsonl and TensorBoard (rank 0)."""
+        line = f"gankit: warning: {finding.line()}"
+        if self.progress:
+            console.warn(finding.line())
+        if self.world.main:
+            self.log.health(finding, line, REMEDIES[finding.kind])
+
+    # ------------------------------------------------------------------ end of epoch
+    def end_epoch(self, seconds: float, steps: int, out_of_time: bool, start: float) -> str | None:
+        """Rank 0 writes the epoch's files and checkpoint while the others wait; its decision to stop (early
+        stop, time limit), or its error, is every rank's."""
+        self.epoch += 1
+        stopped = distributed.shared(self.world, lambda: self._write_epoch(seconds, steps, out_of_time, start))
+        self.saved_epoch = self.epoch
+        if stopped:
+            self.say(stopped)
+        return stopped
+
+    def _write_epoch(self, seconds: float, steps: int, out_of_time: bool, start: float) -> str | None:
+        """Fixed-noise grid, generator export, evaluation when due, then the checkpoint (last, atomically).
+        Returns why training stops now or None."""
+        cfg = self.cfg
+        self.recalibrate_ema()
+        grid = sample_grid(self.G_sampled, self.fixed_noise, self.fixed_labels, nrow=cfg.num_classes or None)
+        images_mod.save_png(grid, self.run_dir / layout.SAMPLES / layout.epoch_grid(self.epoch))
+        self.log.epoch(self.epoch, self.step, seconds, steps * cfg.batch_size / max(seconds, 1e-9), grid)
+        self.write_generator(layout.GENERATOR)
+        stopped = None
+        if self.quality and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or out_of_time):
+            stopped = self.evaluate()
+        if out_of_time:
+            stopped = (f"time limit: stopped after {time.perf_counter() - start:.0f} s "
+                       f"(time_limit={cfg.time_limit:g}) in epoch {self.epoch}, at step {self.step}")
+        try:
+            checkpoint.save_checkpoint(self.state_dict(), self.run_dir)
+        except OSError as exc:  # a full disk: the previous checkpoint stays
+            raise GankitError(f"cannot write the checkpoint of epoch {self.epoch} to {exc.filename} "
+                              f"({exc.strerror}); {self.on_disk()}") from None
+        return stopped
+
+    def recalibrate_ema(self) -> None:
+        """EMA generator: BatchNorm statistics for the averaged weights, from noise seeded by the step, with
+        labels in the data's class mix."""
+        if not self.ema:
+            return
+        cfg, device, counts = self.cfg, self.device, self.data.class_counts()
+        g = torch.Generator(device).manual_seed(cfg.seed * 7919 + self.step)
+        self.ema.recalibrate(lambda n: (torch.randn(n, cfg.z_dim, device=device, generator=g),
+                                        class_labels(n, cfg.num_classes, device, prior=counts)))
+
+    def write_generator(self, name: str) -> None:
+        """generator.safetensors or best.safetensors: the sampled generator with what describes it."""
+        generator_file.export_generator(self.G_sampled, self.cfg, self.run_dir, name=name, epoch=self.epoch,
+                                        step=self.step,
+                              classes=self.data.classes)
+
+    def evaluate(self) -> str | None:
+        """Measure the sampler against the real reference; keep it as best.safetensors when FD improved.
+        Returns the early-stop reason or None."""
+        quality, cfg = self.quality, self.cfg
+        best_covered = quality.state.best_covered
+        values = quality.measure(self.G_sampled, cfg.z_dim, cfg.seed, self.device, cfg.num_classes)
+        improved, stop = quality.record(values, self.epoch)
+        self.log.evaluation(self.epoch, self.step, values, quality.floor, quality.n, quality.fingerprint[:12])
+        for finding in self.health.on_eval(self.epoch, self.step, values, quality.reference.num_classes,
+                                           best_covered, quality.state.evaluations):
+            self.warn(finding)
+        if improved:
+            self.write_generator(layout.BEST)
+        return stop
+
+    # ------------------------------------------------------------------ finish
+    def finish(self, stopped: str | None, seconds: float, trained: int) -> RunResult:
+        """Loss curves and the progress GIF (rank 0); the run's summary."""
+        if self.world.main:
+            plot_loss_curves(self.run_dir / layout.METRICS, self.run_dir / layout.LOSS_CURVES,
+                             probability=self.loss.probability)
+            write_progress_gif(self.run_dir)
+        best = self.quality.state if self.quality else None
+        return RunResult(self.run_dir, self.epoch, self.step, seconds, trained / max(seconds, 1e-9), self.log.last,
+                         stopped, best.best_fd if best else None, best.best_epoch if best else 0,
+                         [f.line() for f in self.health.findings])
+
+
+def write_progress_gif(run_dir: Path) -> Path | None:
+    """RUN_DIR/progress.gif: the per-epoch fixed-noise grids as an animation (the last one held longer)."""
+    paths = sorted((run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS))
+    if not paths:
+        return None
+    frames = [images_mod.read_png(p) for p in paths]
+    frames += [frames[-1]] * 4
+    out = run_dir / layout.PROGRESS_GIF
+    atomic_write(out, lambda tmp: images_mod.save_gif(frames, tmp, ms_per_frame=300))
+    return out
