@@ -9,7 +9,6 @@ while tqdm is loaded it is written through tqdm.write. tqdm itself is imported b
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 _silent = False  # set on every rank but 0 (quiet_unless_main)
 
@@ -59,9 +58,10 @@ def interrupted(what_is_left: str) -> None:
     print(f"gankit: interrupted; {what_is_left}", file=sys.stderr, flush=True)
 
 
-def bar(total: int, desc: str, enabled: bool = True, unit: str = "batch", **options: Any):
-    """A tqdm progress bar on stderr; disabled (drawing nothing) when not enabled or not on rank 0."""
+def bar(total: int, desc: str, enabled: bool = True, unit: str = "batch", leave: bool = True):
+    """A tqdm progress bar on stderr (`.update(n)`, `.set_postfix(...)`, `.close()`); it draws nothing when not
+    enabled or not on rank 0. leave=False: the bar is wiped when it closes (a step inside a longer command)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled or _silent, leave=True, dynamic_ncols=True,
-                file=sys.stderr, **options)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled or _silent, leave=leave, dynamic_ncols=True,
+                file=sys.stderr)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from gankit import console  # the standard library only, as this module
 
 METHOD_NAMES = ("cnn", "probe", "spectrum", "discriminator")  # gankit.detect.methods.METHODS, without torch
 
@@ -93,14 +94,14 @@ def _eval(args: argparse.Namespace) -> None:
                                jpeg=args.jpeg, blur=args.blur, data_dir=args.data_dir, roc=args.roc or True)
     print(json.dumps(result.to_dict()) if args.json else result.table())
     for note in result.notes:
-        print(f"gankit: note: {note}", file=sys.stderr)
+        console.note(note)
 
 
 def _score(args: argparse.Namespace) -> None:
     from gankit.detect.evaluation import CAVEAT, score_files
 
     scores = score_files(args.detector, args.files)
-    print(f"gankit: note: {CAVEAT}", file=sys.stderr)
+    console.note(CAVEAT)
     if args.json:
         print(json.dumps([{"file": f, "p_generated": round(p, 6)} for f, p in scores]))
     else:

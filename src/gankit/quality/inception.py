@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit import console
 from gankit.data import batches
 from gankit.errors import GankitError
 
@@ -79,13 +79,12 @@ class InceptionFeatures(nn.Module):
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor, batch: int = 50, progress: bool = True) -> tuple[torch.Tensor, None]:
-        from tqdm import tqdm
-
         feats = []
         chunks = images.split(batch)
-        bar = tqdm(chunks, desc="inception features", unit="batch", leave=False, file=sys.stderr,
-                   disable=not progress or len(chunks) < 4)
-        for chunk in bar:
+        bar = console.bar(len(chunks), "inception features", enabled=progress and len(chunks) >= 4, leave=False)
+        for chunk in chunks:
             f = self.net(self.prepare(chunk))
             feats.append(f.reshape(len(chunk), -1).float().cpu())
+            bar.update(1)
+        bar.close()
         return torch.cat(feats), None
