@@ -78,7 +78,7 @@ from gankit.data import loading
 from gankit.quality import evaluator as ev, metrics
 from gankit.devices import Rows, World, from_env
 from gankit.training.distributed import start
-from gankit.models import build, class_labels
+from gankit.models.registry import build, class_labels
 from gankit.inference.sampling import sample
 world = from_env(); device = start(world, torch.device('cpu'))
 cfg = config.resolve('dcgan')

@@ -147,7 +147,10 @@ def test_train_and_resume_from_python(tmp_path):
 DOCUMENTED = {"train": ["cfg", "run_dir", "resume", "progress", "settings"],
               "resume": ["run_dir", "changes", "progress", "settings"],
               "generate": ["run_dir", "n", "out", "seed", "device", "klass", "interpolate", "gif", "best", "force"],
-              "evaluate": ["run_dir", "n", "evaluator", "best", "seed", "device", "progress", "record", "features"],
+              "evaluate": ["run_dir", "n", "evaluator", "best", "seed", "device", "progress", "record", "features",
+                           "kind"],
+              "evaluate_fakes": ["fakes", "real", "n", "evaluator", "features", "kind", "seed", "data_dir", "device",
+                                 "progress"],
               "export": ["run_dir", "out", "format", "best", "opset", "force"],
               "load": ["run_dir", "best", "device"]}
 
@@ -168,6 +171,10 @@ def test_top_level_functions_are_the_documented_ones():
                                    "from gankit import cli; cli.main(['generate', '--help'])",
                                    "import gankit"])
 def test_the_names_stay_functions_after_their_modules_are_imported(first):
+    # no module of the package is named like a function of the API (`import gankit.generate` would rebind it)
+    import pkgutil
+
+    assert not set(gankit._LAZY) & {m.name for m in pkgutil.iter_modules(gankit.__path__)}
     code = (f"try:\n    {first}\nexcept SystemExit:\n    pass\n"
             "import inspect, sys, gankit, gankit.training.launch, gankit.inference.generate\n"
             "import gankit.quality.evaluate, gankit.inference.export, gankit.inference.trained\n"

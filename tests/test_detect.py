@@ -19,6 +19,7 @@ from gankit.detect.evaluation import evaluate_detector, score_files
 from gankit.detect.scores import detection_metrics
 from gankit.detect.training import train_detector
 from gankit.images import save_png
+from gankit.inference import fake_sources
 from gankit.quality import classifier
 from gankit.run import layout
 
@@ -310,7 +311,7 @@ def test_the_discriminator_of_a_trained_run_is_a_detector(dcgan_run, tmp_path, c
                          "--json")
     row = json.loads(text)
     assert code == 0 and 0 <= row["auc"] <= 1 and row["real"]["n"] == 300 and row["real"]["left_out"] > 0
-    images = torch.cat([loading.load("mnist5k").images[:50], inputs.load_fakes(dcgan_run, 50, (1, 28)).images])
+    images = torch.cat([loading.load("mnist5k").images[:50], fake_sources.load_fakes(dcgan_run, 50, (1, 28)).images])
     for rule in ("max", "mean"):
         scores = store_detector(stored, label_rule=rule).scores(images)
         assert scores.shape == (100,) and 0 <= float(scores.min()) and float(scores.max()) <= 1
@@ -338,7 +339,7 @@ def test_a_projection_discriminator_is_scored_under_every_class_at_once(dcgan_ru
     from gankit.models.registry import run
 
     detector = DiscriminatorDetector.from_run(dcgan_run, loading.load("mnist5k", subset=256).images)
-    x = batches.to_float(inputs.load_fakes(dcgan_run, 20, (1, 28)).images)
+    x = batches.to_float(fake_sources.load_fakes(dcgan_run, 20, (1, 28)).images)
     with torch.no_grad():
         detector.net.eval()
         one_by_one = torch.stack([run(detector.net, x, torch.full((20,), y)) for y in range(10)], 1)
@@ -404,12 +405,11 @@ def test_a_fifo_in_a_detector_folder_is_refused_not_waited_on(synth, tmp_path, c
 
 
 def test_fakes_in_either_byte_order_read_alike(synth, tmp_path):
-    from gankit.detect import inputs
 
     little = np.load(synth["corner_test"])
     np.save(tmp_path / "big_endian.npy", little.astype(">f4"))
-    a = inputs.load_fakes(synth["corner_test"], None, (1, 28))
-    b = inputs.load_fakes(tmp_path / "big_endian.npy", None, (1, 28))
+    a = fake_sources.load_fakes(synth["corner_test"], None, (1, 28))
+    b = fake_sources.load_fakes(tmp_path / "big_endian.npy", None, (1, 28))
     assert np.load(tmp_path / "big_endian.npy").dtype.byteorder == ">" and torch.equal(a.images, b.images)
     assert a.images.shape == (200, 1, 28, 28) and a.images.dtype == torch.uint8
 

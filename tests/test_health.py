@@ -174,7 +174,7 @@ def test_report_is_one_page_with_its_images(mlp_run, tmp_path):
                              "message": "mode collapse: test finding", "remedy": "try label smoothing"}) + "\n")
     page = write_report(run).read_text()
     images = page.split('src="data:image/png;base64,')[1:]
-    assert len(images) == 4  # loss curves, metric curves, best grid, last grid
+    assert len(images) == 5  # loss curves, metric curves, best grid, last grid, real images
     for chunk in images:
         assert base64.b64decode(chunk.split('"', 1)[0])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "mode collapse: test finding" in page and "preset = &quot;simple-gan&quot;" in page

@@ -199,7 +199,9 @@ def test_floor_is_half_b_against_half_a():
     preds_b = torch.randint(0, 3, (200,), generator=g)
     ref = metrics.Reference(a, b, preds_b, torch.tensor([0.5, 0.3, 0.2]))
     floor = metrics.floor(ref, 150, kid_subsets=5)
-    assert floor == metrics.compare(ref, b[:150], preds_b[:150], kid_subsets=5)
+    # the floor's copy test leaves each of B's images out of the pool it is tested against (they are in it)
+    assert floor == metrics.compare(ref, b[:150], preds_b[:150], kid_subsets=5, skip_from=len(a))
+    assert metrics.compare(ref, b[:150], preds_b[:150], kid_subsets=5)["copy_rate"] == 1.0  # not left out: copies
     assert floor["fd"] == pytest.approx(metrics.frechet_distance(a, b[:150]), rel=1e-4)
     assert floor["fd"] > 0.5 and floor["precision"] < 1.0
     assert floor["class_histogram"] == [round(v, 4) for v in

@@ -61,19 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
 
-    e = sub.add_parser("evaluate", help="measure a run: FD, KID, precision/recall, coverage vs real data")
-    e.add_argument("run_dir", metavar="RUN_DIR")
-    e.add_argument("-n", type=int, help="generated images (default: as many as the real-vs-real floor holds, "
-                                        "half the data up to 10,000; more is capped there)")
-    e.add_argument("--best", action="store_true", help="evaluate best.safetensors instead of the last generator")
-    e.add_argument("--evaluator", metavar="PATH", help="a classifier .safetensors (default: cached for the data)")
-    e.add_argument("--features", choices=["evaluator", "inception"], default="evaluator",
-                   help="feature space: gankit's evaluator for the data (default) or Inception-v3 "
-                        "(published-FID comparable; pip install 'gankit[inception]')")
-    e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", default="cpu")
-
+    _add_evaluate(sub)
     _add_export(sub)
 
     r = sub.add_parser("report", help="write RUN_DIR/report.html: curves, metrics, samples, health, config")
@@ -110,6 +98,30 @@ def _add_data(sub, sources: list[str]) -> None:
                                                   "it with --data packed:DIR")
     d.add_argument("-n", type=int, default=64, help="images in the grid (default 64)")
     d.add_argument("-o", "--out", metavar="PNG", help="grid path (default data_SOURCE.png)")
+
+
+def _add_evaluate(sub) -> None:
+    e = sub.add_parser("evaluate", help="measure a run (or any fakes): FD, KID, precision/recall vs real data",
+                       epilog="gankit evaluate RUN_DIR, or gankit evaluate --fakes FAKES --real SOURCE for images "
+                              "another tool made (a folder of images, an .npy, or a run)")
+    e.add_argument("run_dir", metavar="RUN_DIR", nargs="?")
+    e.add_argument("--fakes", metavar="FAKES", help="measure these instead of a run: a folder of images, an .npy "
+                                                  "(N x C x H x W, float in [-1, 1] or uint8) or a run directory")
+    e.add_argument("--real", metavar="SOURCE", help="with --fakes: the data they are measured against")
+    e.add_argument("--data-dir", metavar="DIR", help="with --real: where torchvision datasets live")
+    e.add_argument("--evaluator-kind", choices=["auto", "classifier", "self"], default=None,
+                   help="the cached evaluator: classifier (labels), self (label-free), auto (by the data; "
+                        "a run's default: its config's)")
+    e.add_argument("-n", type=int, help="generated images (default: as many as the real-vs-real floor holds, "
+                                        "half the data up to 10,000; more is capped there)")
+    e.add_argument("--best", action="store_true", help="evaluate best.safetensors instead of the last generator")
+    e.add_argument("--evaluator", metavar="PATH", help="a classifier .safetensors (default: cached for the data)")
+    e.add_argument("--features", choices=["evaluator", "inception"], default="evaluator",
+                   help="feature space: gankit's evaluator for the data (default) or Inception-v3 "
+                        "(published-FID comparable; pip install 'gankit[inception]')")
+    e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
 
 
 def _add_export(sub) -> None:
@@ -169,10 +181,24 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from gankit.quality.evaluate import evaluate
+    from gankit.quality.evaluate import evaluate, evaluate_fakes
 
-    result = evaluate(args.run_dir, args.n, args.evaluator, best=args.best, seed=args.seed, device=_device(args.device),
-                      progress=not args.json, features=args.features)
+    if (args.run_dir is None) == (args.fakes is None):
+        raise GankitError("give a run directory, or --fakes FAKES --real SOURCE (one of the two)")
+    if args.fakes is not None:
+        if not args.real:
+            raise GankitError("--fakes needs --real SOURCE: the data to measure them against")
+        if args.best:
+            raise GankitError("--best is for a run directory; --fakes measures the images it is given")
+        result = evaluate_fakes(args.fakes, args.real, args.n, args.evaluator, args.features,
+                                args.evaluator_kind or "auto", args.seed, args.data_dir, _device(args.device),
+                                progress=not args.json)
+    elif args.real or args.data_dir:
+        raise GankitError("--real and --data-dir go with --fakes: a run is measured against its own data")
+    else:
+        result = evaluate(args.run_dir, args.n, args.evaluator, best=args.best, seed=args.seed,
+                          device=_device(args.device), progress=not args.json, features=args.features,
+                          kind=args.evaluator_kind)
     print(json.dumps(result.to_dict()) if args.json else result.table())
     for note in result.notes:
         console.note(note)
@@ -213,7 +239,8 @@ def cmd_classifier(args: argparse.Namespace) -> None:
         ds = loading.load(args.data, args.data_dir, args.image_size, args.channels)
         from gankit.quality.evaluator import train_evaluator
 
-        model = train_evaluator(ds, epochs=args.epochs)  # the same split as the cached evaluator's
+        # the same split as the cached evaluator's; its per-epoch lines are this command's output (stdout)
+        model = train_evaluator(ds, epochs=args.epochs, log=print)
         path = classifier.save_classifier(model, args.out)
         print(f"validation accuracy {model.spec.val_accuracy:.2%} after {args.epochs} epochs "
               f"({model.spec.seconds:.0f} s): {path}")

@@ -81,15 +81,19 @@ class Config:
     eval_samples: int = 2000  # generated images per evaluation
     early_stop: int = 0  # stop when FD has not improved for this many evaluations (0 = never)
     evaluator: str = ""  # a classifier .safetensors; "" = the cached one for the data (trained on first need)
+    # the cached evaluator's kind: classifier (needs labels), self (label-free, gankit.quality.selfsup), auto
+    # (classifier when the source has labels, else self)
+    evaluator_kind: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 FIELDS = {f.name: f for f in fields(Config)}
+EVALUATOR_KINDS = ("auto", "classifier", "self")
 # Keys that a resumed run may change; everything else would make the checkpoint meaningless.
 RESUMABLE_KEYS = {"epochs", "device", "amp", "cpu_bf16", "compile", "fused", "log_every", "eval_every", "early_stop",
-                  "time_limit"}
+                  "time_limit", "evaluator_kind"}
 D_NORMS = ("auto", "batch", "layer", "none")
 # Sizes past what any architecture here or a machine's memory holds are refused before anything is allocated.
 MAX_IMAGE_SIZE, MAX_Z_DIM, MAX_BATCH, MAX_EVAL_SAMPLES = 1024, 4096, 65536, 100_000
@@ -211,6 +215,8 @@ def validate(cfg: Config) -> None:
     need(cfg.num_classes >= 0, f"num_classes must be >= 0, got {cfg.num_classes}")
     need(0 < cfg.g_width <= 16 and 0 < cfg.d_width <= 16,
          f"g_width and d_width must be in (0, 16], got {cfg.g_width}, {cfg.d_width}")
+    need(cfg.evaluator_kind in EVALUATOR_KINDS,
+         f"evaluator_kind must be one of {', '.join(EVALUATOR_KINDS)}, got '{cfg.evaluator_kind}'")
     parse_policy(cfg.diffaug)
     need(DEVICE.fullmatch(cfg.device) is not None,
          f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")

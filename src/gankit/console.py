@@ -1,7 +1,8 @@
 """Everything gankit says on the terminal besides a command's own output: notes, warnings, progress bars.
 
 One way to say each, on stderr, prefixed "gankit: ", so that stdout stays the command's result (JSON, a table,
-paths). Under torchrun only rank 0 speaks (`quiet_unless_main`), and a message never tears a progress bar:
+paths). Under torchrun only rank 0 says notes, warnings and progress (`quiet_unless_main`; an error and a
+Ctrl-C's line are said on every rank, each of which stops), and a message never tears a progress bar:
 while tqdm is loaded it is written through tqdm.write. tqdm itself is imported by the first bar, not here
 (`gankit --help` imports this module and stays fast).
 """

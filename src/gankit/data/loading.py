@@ -64,6 +64,19 @@ class ImageData:
         return "\n".join(lines)
 
 
+def grid_picks(data: ImageData, count: int, num_classes: int = 0) -> torch.Tensor:
+    """`count` real images laid out as the fixed-noise grids are (uint8, N x C x H x W, on the CPU): with
+    classes, one column per class (the r-th image of class c in row r, column c), else images spread over the
+    whole set (a fixed stride: the same picks every time, no random draw)."""
+    if num_classes and data.labels is not None:
+        members = [torch.nonzero(data.labels == c).flatten().tolist() for c in range(num_classes)]
+        index = torch.tensor([m[(k // num_classes) % len(m)] if (m := members[k % num_classes]) else 0
+                              for k in range(count)])
+    else:
+        index = torch.arange(count) * max(1, len(data) // max(1, count)) % max(1, len(data))
+    return data.images[index].cpu()
+
+
 def default_data_dir() -> Path:
     env = os.environ.get("GANKIT_DATA_DIR")
     return Path(env) if env else Path.home() / ".cache" / "gankit" / "data"

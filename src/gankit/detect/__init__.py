@@ -5,7 +5,8 @@ weights as safetensors, a metrics.jsonl, and what it was trained on (including a
 image it saw, so that no evaluation reuses them).
 
   base.py           `Detector`: what every method is (scores uint8 images with P(generated)), its settings
-  inputs.py         real images from a data source; fakes from a run, a folder or an .npy file; image hashes
+  inputs.py         real images from a data source at the detector's size; image hashes (the fakes are read
+                    by gankit.inference.fake_sources)
   perturb.py        Gaussian blur and JPEG: the training augmentation and the robustness conditions
   methods.py        the registry: cnn, probe, spectrum, discriminator (one class each, one line here)
   cnn.py            a small CNN trained from scratch with blur + JPEG augmentation, early-stopped

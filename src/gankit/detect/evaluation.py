@@ -23,6 +23,7 @@ from gankit.detect.roc import plot_roc
 from gankit.detect.scores import detection_metrics, labels_for, roc_points
 from gankit.errors import GankitError
 from gankit.files import atomic_write
+from gankit.inference import fake_sources
 from gankit.inference.outputs import check_png
 from gankit.run import layout
 from gankit.run.metrics_log import MetricsFile
@@ -83,7 +84,8 @@ def evaluate_detector(detector_dir: str | Path, real: str, fakes: Sequence[str],
     stored = store.read(detector_dir)
     detector = restore(stored.config["method"], stored.config["settings"], stored.tensors)
     data = inputs.load_real(real, stored.shape, data_dir)
-    index, left_out = inputs.unseen(data.images, stored.hashes("real"), min(n or DEFAULT_N, inputs.MAX_IMAGES), seed)
+    wanted = min(n or DEFAULT_N, fake_sources.MAX_IMAGES)
+    index, left_out = inputs.unseen(data.images, stored.hashes("real"), wanted, seed)
     if len(index) == 0:
         raise GankitError(f"every real image of {real} was used to train {stored.path} (or its run): evaluate "
                           "on real images it never saw")
@@ -110,12 +112,12 @@ def evaluate_detector(detector_dir: str | Path, real: str, fakes: Sequence[str],
 
 
 def _fakes(stored: store.Stored, fakes: Sequence[str], n: int, seed: int,
-           best: bool) -> tuple[list[inputs.Images], list[str]]:
+           best: bool) -> tuple[list[fake_sources.Images], list[str]]:
     """The fakes (n shared between the FAKES given) less any the detector was trained on."""
     shares = [n // len(fakes) + (i < n % len(fakes)) for i in range(len(fakes))]
     sets, notes = [], []
     for path, share in zip(fakes, shares):
-        found = inputs.load_fakes(path, max(share, 1), stored.shape, seed, best)
+        found = fake_sources.load_fakes(path, max(share, 1), stored.shape, seed, best)
         keep, seen = inputs.unseen(found.images, stored.hashes("fake"), len(found.images), seed)
         if len(keep) == 0:
             raise GankitError(f"every fake from {path} was used to train {stored.path}: draw others (a run's with "
@@ -136,7 +138,7 @@ def score_files(detector_dir: str | Path, files: Sequence[str | Path]) -> list[t
     images = []
     for file in files:
         path = Path(file)
-        image = inputs.read_native(path, stored.shape) if path.is_file() else None
+        image = fake_sources.read_native(path, stored.shape) if path.is_file() else None
         if image is None:
             raise GankitError(f"cannot read {file}: {'not an image file' if path.is_file() else 'no such file'} "
                               "(nothing was scored)")

@@ -31,6 +31,7 @@ from gankit.detect.linear import ProbeDetector
 from gankit.detect.methods import check_method
 from gankit.detect.scores import detection_metrics, labels_for
 from gankit.errors import GankitError
+from gankit.inference import fake_sources
 from gankit.quality import evaluator as ev
 from gankit.run.generator_file import load_run_config
 
@@ -91,12 +92,12 @@ def train_detector(real: str | None = None, fakes: Sequence[str] = (), method: s
     data = inputs.load_real(real, shape, data_dir)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     held_out = int(round(holdout * len(data)))
-    used = order[held_out:][:min(n or inputs.MAX_IMAGES, inputs.MAX_IMAGES)].sort().values
+    used = order[held_out:][:min(n or fake_sources.MAX_IMAGES, fake_sources.MAX_IMAGES)].sort().values
     if len(used) < MIN_REAL:
         raise GankitError(f"{len(used)} real images of {real} are left for training (of {len(data)}, "
                           f"{held_out} held out): at least {MIN_REAL} are needed")
     real_images = data.images[used].contiguous()
-    fake_sets = [inputs.load_fakes(path, count, shape, seed + 1, best)
+    fake_sets = [fake_sources.load_fakes(path, count, shape, seed + 1, best)
                  for path, count in zip(fakes, _shares(len(real_images), len(fakes)))]
     fake_images = torch.cat([f.images for f in fake_sets])
     hashes = {"real_hashes": inputs.image_hashes(real_images), "fake_hashes": inputs.image_hashes(fake_images)}
@@ -136,7 +137,7 @@ def _config(method: str, shape: tuple[int, int], settings: dict[str, Any]) -> di
 
 def _shape(fakes: Sequence[str], image_size: int | None) -> tuple[int, int]:
     """The detector's (channels, size): the first FAKES' (each FAKES is checked against it when loaded)."""
-    channels, size = inputs.shape_of(fakes[0])
+    channels, size = fake_sources.shape_of(fakes[0])
     if image_size is not None and image_size != size:
         raise GankitError(f"--image-size {image_size} differs from the fakes' size ({fakes[0]} is {size}x{size}): "
                           "fakes are never resized; leave --image-size out or give fakes of that size")
@@ -190,7 +191,7 @@ def _discriminator(run: str | Path | None, out: Path, label_rule: str, batchnorm
     s = detector.settings
     trained_on = {"trained": False, "run": s["run"], "epoch": s["epoch"], "step": s["step"],
                   "real": {"source": cfg.data, "subset": cfg.subset, "n_used": len(data)},
-                  "fakes": [{"kind": inputs.RUN, "path": s["run"], "note": "D trained against this generator"}]}
+                  "fakes": [{"kind": fake_sources.RUN, "path": s["run"], "note": "D trained against this generator"}]}
     tensors = {**detector.tensors(), "real_hashes": inputs.image_hashes(data.images)}
     path = store.write(out, _config("discriminator", (cfg.channels, cfg.image_size), s), tensors, trained_on,
                        [{"kind": "trained", "seconds": 0.0, "run": s["run"], "epoch": s["epoch"]}])

@@ -5,6 +5,8 @@
   generate.py  `generate(run_dir, n, out)` (gankit.generate): a grid, an .npy, a folder, latent walks, a GIF
   export.py    `export(run_dir)` (gankit.export): the generator as ONNX
   outputs.py   where commands may write: never into a run directory, an existing output only with --force
+  fake_sources.py  FAKES (a run, a folder of images, an .npy) read as uint8 images, never resized: what
+               `gankit detect` and `gankit evaluate --fakes` are given as generated
 
 This file imports nothing.
 """

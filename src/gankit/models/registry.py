@@ -1,8 +1,9 @@
 """The registry (`MODELS`: name -> architecture module) and what works on every architecture.
 
-build(name, ...) -> (G, D) and from_config(cfg) (a run's pair, the one place that reads a config's model
-settings); class conditioning (a one-hot label appended to the noise for G, a projection head for D, Miyato &
-Koyama 2018) and spectral normalization of D; `run`, `class_labels`, `eval_mode` for the code that calls them.
+build(name, ...) -> (G, D) and from_config(cfg) (a run's pair: the one place that builds both networks from
+a config's model settings); class conditioning (a one-hot label appended to the noise for G, a projection
+head for D, Miyato & Koyama 2018) and spectral normalization of D; `run`, `class_labels`, `eval_mode` for the
+code that calls them.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def build(name: str, z_dim: int, channels: int, image_size: int, num_classes: in
 
 
 def from_config(cfg: Any) -> tuple[nn.Module, nn.Module]:
-    """(G, D) as a run's config describes them (a gankit.config.Config): the one place that reads a config's
-    model settings, for training, the discriminator detector and anything else that rebuilds a run's networks."""
+    """(G, D) as a run's config describes them (a gankit.config.Config): the one place that builds both networks
+    from a config's model settings, for training, the discriminator detector and anything else that needs them."""
     return build(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes, cfg.d_norm, cfg.spectral_norm,
                  cfg.g_width, cfg.d_width, parse_d_channels(cfg.model, cfg.image_size, cfg.d_channels))
 

@@ -15,6 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +40,9 @@ class ClassifierSpec:
     source: str = ""
     data_hash: str = ""
     val_accuracy: float = 0.0
-    history: list[float] = field(default_factory=list)  # validation accuracy per epoch
+    history: list[float] = field(default_factory=list)  # validation accuracy (or loss) per epoch
     seconds: float = 0.0
+    objective: str = "labels"  # "labels": a classifier; "contrastive": label-free features (quality.selfsup)
 
 
 class Classifier(nn.Module):
@@ -61,14 +63,17 @@ class Classifier(nn.Module):
             nn.AdaptiveAvgPool2d(7), nn.Flatten(),
             nn.Linear(64 * 7 * 7, FEATURES), nn.ReLU(True),
         )
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(FEATURES, len(spec.classes)))
+        # no classes (a label-free evaluator): the features are all there is
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(FEATURES, len(spec.classes))) if spec.classes else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        features = self.body(x)
+        return features if self.head is None else self.head(features)
 
     @torch.no_grad()
-    def embed(self, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features N x 128, logits N x classes) for float images in [-1, 1] or uint8 images, in eval mode."""
+    def embed(self, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(features N x 128, logits N x classes or None without classes) for float images in [-1, 1] or uint8
+        images, in eval mode."""
         device = next(self.parameters()).device
         feats, logits = [], []
         with eval_mode(self):
@@ -76,8 +81,9 @@ class Classifier(nn.Module):
                 x = batches.to_float(chunk) if chunk.dtype == torch.uint8 else chunk
                 f = self.body(x.to(device, torch.float32).contiguous(memory_format=torch.channels_last))
                 feats.append(f.cpu())
-                logits.append(self.head(f).cpu())
-        return torch.cat(feats), torch.cat(logits)
+                if self.head is not None:
+                    logits.append(self.head(f).cpu())
+        return torch.cat(feats), (torch.cat(logits) if logits else None)
 
 
 def data_hash(data: loading.ImageData) -> str:
@@ -87,6 +93,34 @@ def data_hash(data: loading.ImageData) -> str:
         n, c, h, w = data.images.shape
         return hashlib.sha256(f"{data.fingerprint}|{n}x{c}x{h}x{w}".encode()).hexdigest()
     return loading.content_hash(data)
+
+
+@dataclass
+class Schedule:
+    """How an evaluator network is trained (the classifier and the label-free one alike): a seeded split into
+    training and validation images, AdamW with a one-cycle learning rate over all the epochs' steps."""
+
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    opt: torch.optim.Optimizer
+    sched: Any
+    rng: torch.Generator
+    batch_size: int
+
+    @classmethod
+    def of(cls, count: int, val_idx: torch.Tensor | None, params: list, epochs: int, batch_size: int, lr: float,
+           seed: int) -> "Schedule":
+        """val_idx None: a random 20% (at least 2 images) is the validation set. The caller seeds torch's global
+        generator before it builds the network (the weights' initialization draws from it)."""
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+        if val_idx is None:
+            val_idx = order[:max(2, count // 5)]
+        train_idx = order[~torch.isin(order, val_idx)]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+        batch_size = min(batch_size, len(train_idx))
+        steps = epochs * (len(train_idx) // batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps))
+        return cls(train_idx, val_idx, opt, sched, torch.Generator().manual_seed(seed + 1), batch_size)
 
 
 def train_classifier(data: loading.ImageData, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3,
@@ -102,18 +136,12 @@ def train_classifier(data: loading.ImageData, epochs: int = 8, batch_size: int =
     if epochs < 1:
         raise GankitError(f"classifier epochs must be >= 1, got {epochs}")
     torch.manual_seed(seed)
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    if val_idx is None:
-        val_idx = order[:max(1, len(data) // 5)]
-    train_idx = order[~torch.isin(order, val_idx)]
     images, labels = data.images, data.labels
     spec = ClassifierSpec(images.shape[1], images.shape[2], list(data.classes), data.name, data_hash(data))
     model = Classifier(spec).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    batch_size = min(batch_size, len(train_idx))
-    steps = epochs * (len(train_idx) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps))
-    rng = torch.Generator().manual_seed(seed + 1)
+    plan = Schedule.of(len(data), val_idx, list(model.parameters()), epochs, batch_size, lr, seed)
+    train_idx, val_idx, opt, sched, rng, batch_size = plan.train_idx, plan.val_idx, plan.opt, plan.sched, plan.rng, \
+        plan.batch_size
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
@@ -169,6 +197,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
 def classify(paths: list[str | Path], evaluator: str | Path) -> list[tuple[str, str, float]]:
     """(path, predicted class, probability) for each image file, with a trained gankit classifier."""
     model = load_classifier(evaluator)
+    if not model.spec.classes:
+        raise GankitError(f"{evaluator} is a label-free evaluator (features only): it has no classes to predict")
     out = []
     for path in paths:
         image = folders.read_image(Path(path), model.spec.image_size)

@@ -1,8 +1,9 @@
 """The evaluator for a data source, and the real data's side of every metric, both cached.
 
-- The evaluator (a gankit classifier) is trained once on first need and cached under the user cache dir
-  ($GANKIT_CACHE_DIR, default ~/.cache/gankit), keyed by source name and a hash of the loaded data;
-  an explicit path overrides it.
+- The evaluator is trained once on first need and cached under the user cache dir ($GANKIT_CACHE_DIR,
+  default ~/.cache/gankit), keyed by source name, a hash of the loaded data and its kind: a gankit
+  classifier where the source has labels, a label-free one (gankit.quality.selfsup) where it has none or
+  `evaluator_kind=self` asks for it. An explicit path overrides it.
 - The real reference: the data split into two disjoint random halves A and B (at most 10,000 each), their
   evaluator features and B's predicted classes. Runs are measured against A; B against A is the floor
   (the best a generator can reach). Cached per (evaluator, data) so no call recomputes real features.
@@ -21,15 +22,31 @@ from gankit.data import loading
 from gankit.errors import GankitError
 from gankit.files import atomic_write, cache_dir, slug
 from gankit.quality import classifier as clf
+from gankit.quality import selfsup
 from gankit.quality.metrics import PR_K, Reference
 
 HALF_CAP = 10_000
 EVALUATOR_VERSION = 2  # in the cache key: bump when the way evaluators are trained changes (2: half B held out)
+SELF_VERSION = 1  # the same for the label-free evaluator
+MIN_IMAGES = 2 * (PR_K + 1)  # precision/recall need each point's k-th neighbour within its half
+
+
+def kind_for(data: loading.ImageData, kind: str = "auto") -> str:
+    """The evaluator kind a source gets: "classifier" (its labels) or "self" (label-free)."""
+    labeled = data.labels is not None and len(data.classes or ()) >= 2
+    if kind == "auto":
+        return "classifier" if labeled else "self"
+    if kind == "classifier" and not labeled:
+        raise GankitError(f"{data.name} has no labels to train a classifier evaluator on: use "
+                          "evaluator_kind=self (label-free, the default for unlabeled data) or --features inception")
+    if kind not in ("classifier", "self"):
+        raise GankitError(f"evaluator_kind must be auto, classifier or self, got {kind!r}")
+    return kind
 
 
 def evaluator_for(data: loading.ImageData, path: str | Path | None = None, progress: bool = True,
-                  epochs: int = 8) -> clf.Classifier:
-    """The evaluator at `path`, or the cached one for this data (trained now if there is none)."""
+                  epochs: int | None = None, kind: str = "auto") -> clf.Classifier:
+    """The evaluator at `path`, or the cached one of this kind for this data (trained now if there is none)."""
     if path:
         model = clf.load_classifier(path)
         shape = (model.spec.channels, model.spec.image_size)
@@ -37,17 +54,26 @@ def evaluator_for(data: loading.ImageData, path: str | Path | None = None, progr
             raise GankitError(f"evaluator {path} takes {shape[0]}x{shape[1]}x{shape[1]} images, the data is "
                               f"{data.images.shape[1]}x{data.images.shape[2]}x{data.images.shape[3]}")
         return model
+    kind = kind_for(data, kind)
+    _, val_idx = halves(data)  # too few images is one line before anything is trained
     digest = clf.data_hash(data)
     c, s = data.images.shape[1], data.images.shape[2]
-    cached = cache_dir() / "evaluators" / f"{slug(data.name)}-{c}x{s}-{digest[:16]}-v{EVALUATOR_VERSION}.safetensors"
+    version = f"v{EVALUATOR_VERSION}" if kind == "classifier" else f"self-v{SELF_VERSION}"
+    cached = cache_dir() / "evaluators" / f"{slug(data.name)}-{c}x{s}-{digest[:16]}-{version}.safetensors"
     if cached.is_file():
         try:
             return clf.load_classifier(cached)
         except GankitError:
             cached.unlink(missing_ok=True)  # a damaged cache entry is retrained, not fatal
     say = console.say if progress else console.silent
-    say(f"training the evaluator for {data.name} (once; cached in {cached.parent})")
-    model = train_evaluator(data, epochs=epochs, progress=progress, log=say)
+    if kind == "classifier":
+        say(f"training the evaluator for {data.name} (once; cached in {cached.parent})")
+        model = train_evaluator(data, epochs=epochs or 8, progress=progress, log=say)
+    else:
+        say(f"training a label-free evaluator for {data.name} on its own images (once, {len(data) - len(val_idx)} "
+            f"images; cached in {cached.parent})")
+        model = selfsup.train_contrastive(data, epochs=epochs or selfsup.EPOCHS, progress=progress, log=say,
+                                          val_idx=val_idx)
     clf.save_classifier(model, cached)
     return model
 
@@ -62,8 +88,9 @@ def train_evaluator(data: loading.ImageData, epochs: int = 8, progress: bool = T
 
 
 def features_for(data: loading.ImageData, features: str = "evaluator", path: str | Path | None = None,
-                 device: str = "cpu", progress: bool = True):
-    """The feature space to measure in: gankit's evaluator for this data, or Inception-v3 (`inception`)."""
+                 device: str = "cpu", progress: bool = True, kind: str = "auto"):
+    """The feature space to measure in: gankit's evaluator for this data (of `kind`), or Inception-v3
+    (`inception`)."""
     if features == "inception":
         if path:
             raise GankitError("--evaluator and --features inception exclude each other: pick one feature space")
@@ -72,7 +99,7 @@ def features_for(data: loading.ImageData, features: str = "evaluator", path: str
         return InceptionFeatures(device=device)
     if features != "evaluator":
         raise GankitError(f"unknown --features {features!r}: choose evaluator or inception")
-    return evaluator_for(data, path, progress=progress)
+    return evaluator_for(data, path, progress=progress, kind=kind)
 
 
 def fingerprint(evaluator: torch.nn.Module) -> str:
@@ -86,7 +113,7 @@ def halves(data: loading.ImageData, cap: int = HALF_CAP) -> tuple[torch.Tensor, 
     that generators are measured against, and B, the floor's real sample."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1234))
     half = min(len(data) // 2, cap)
-    if half < PR_K + 1:  # precision/recall need each point's k-th neighbour within its half
+    if 2 * half < MIN_IMAGES:
         raise GankitError(f"{data.name} holds {len(data)} images: too few to measure against "
                           f"(at least {2 * (PR_K + 1)})")
     return order[:half], order[half:2 * half]

@@ -10,6 +10,8 @@
   classes holding at least 5% of them, and KL(fakes || real class distribution).
 - Spread: mean per-dimension std of the fake features over that of the real ones (1 = as varied as the data;
   a collapsing generator drives it towards 0).
+- Copying (gankit.quality.copying): the share of fakes closer to a real image than real images are to each
+  other; `copy_rate` and, with its threshold, `copying`.
 
 Every metric is also computed for real half B against real half A: the floor, the best reachable value.
 """
@@ -24,6 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gankit.quality import copying
+
 PR_K = 3  # neighbours for the precision/recall manifolds
 
 # name -> (label, lower is better)
@@ -35,6 +39,7 @@ LABELS = {
     "classes_covered": ("classes >= 5%", False),
     "class_kl": ("class KL", True),
     "spread": ("spread", False),
+    "copy_rate": ("copy rate", True),
     "class_accuracy": ("class accuracy", False),
 }
 
@@ -114,6 +119,7 @@ class Reference:
     preds_b: torch.Tensor
     class_prior: torch.Tensor  # real label frequencies (empty when unlabeled)
     radii_a: dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)  # k -> radii
+    _copy_limit: list[float] = field(default_factory=list, repr=False, compare=False)  # computed once
 
     def knn_radii(self, k: int) -> torch.Tensor:
         """Half A's k-th-neighbour radii (the real manifold of precision), computed once per reference."""
@@ -124,6 +130,17 @@ class Reference:
     @property
     def num_classes(self) -> int:
         return len(self.class_prior)
+
+    @property
+    def pool(self) -> torch.Tensor:
+        """Every real image's features (A then B): the training images a fake may be a copy of."""
+        return torch.cat([self.features_a, self.features_b])
+
+    def copy_limit(self) -> float:
+        """The copy test's threshold: the 1% point of the real images' leave-one-out nearest distances."""
+        if not self._copy_limit:
+            self._copy_limit.append(copying.threshold(copying.nearest(self.pool, self.pool, skip_from=0)[0]))
+        return self._copy_limit[0]
 
 
 def class_coverage(preds: torch.Tensor, prior: torch.Tensor, threshold: float = 0.05) -> tuple[int, float, list[float]]:
@@ -139,12 +156,16 @@ def spread(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(fake.double().std(0).mean() / real.double().std(0).mean().clamp_min(1e-12))
 
 
-def compare(ref: Reference, features: torch.Tensor, preds: torch.Tensor | None, kid_subsets: int = 50) -> dict:
-    """Every metric of `features` (and predicted classes) against the reference's half A."""
+def compare(ref: Reference, features: torch.Tensor, preds: torch.Tensor | None, kid_subsets: int = 50,
+            skip_from: int | None = None) -> dict:
+    """Every metric of `features` (and predicted classes) against the reference's half A; the copy test against
+    every real image (skip_from: the features are the pool's own from there on, each left out of its test)."""
     real = ref.features_a
     precision, recall = precision_recall(real, features, PR_K, ref.knn_radii(PR_K))
+    copies = copying.copy_test(features, ref.pool, ref.copy_limit(), skip_from)
     out = {"fd": frechet_distance(real, features), "kid": kernel_distance(real, features, kid_subsets),
-           "precision": precision, "recall": recall, "spread": spread(real, features)}
+           "precision": precision, "recall": recall, "spread": spread(real, features),
+           "copy_rate": copies["rate"], "copying": copies}
     if preds is not None and ref.num_classes:
         covered, kl, hist = class_coverage(preds, ref.class_prior)
         out.update(classes_covered=covered, class_kl=kl, class_histogram=hist)
@@ -160,7 +181,8 @@ def comparable_n(ref: Reference, n: int) -> int:
 def floor(ref: Reference, n: int, kid_subsets: int = 50) -> dict:
     """The same metrics for n real images of half B: the best a generator can reach at this sample size."""
     n = min(n, len(ref.features_b))
-    return compare(ref, ref.features_b[:n], ref.preds_b[:n] if ref.num_classes else None, kid_subsets)
+    return compare(ref, ref.features_b[:n], ref.preds_b[:n] if ref.num_classes else None, kid_subsets,
+                   skip_from=len(ref.features_a))
 
 
 def class_accuracy(preds: torch.Tensor, wanted: torch.Tensor, num_classes: int) -> tuple[float, list[float]]:

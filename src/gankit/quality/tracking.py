@@ -54,9 +54,10 @@ class Quality:
         self.state = QualityState(evaluator=self.fingerprint)
 
     @classmethod
-    def for_data(cls, data, evaluator_path: str, n: int, patience: int, progress: bool) -> "Quality":
-        """The cached (or newly trained) evaluator for `data` and the cached real reference."""
-        evaluator = ev.evaluator_for(data, evaluator_path or None, progress=progress)
+    def for_data(cls, data, evaluator_path: str, n: int, patience: int, progress: bool,
+                 kind: str = "auto") -> "Quality":
+        """The cached (or newly trained) evaluator for `data` (of `kind`) and the cached real reference."""
+        evaluator = ev.evaluator_for(data, evaluator_path or None, progress=progress, kind=kind)
         reference = ev.reference_for(data, evaluator)
         if metrics.comparable_n(reference, n) < n and progress:
             console.note(f"evaluations draw {metrics.comparable_n(reference, n)} samples, not eval_samples={n}: "

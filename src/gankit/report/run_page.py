@@ -56,8 +56,8 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append(f"<p>Latest evaluation ({text(last.get('source'))}, epoch {text(last.get('epoch'))}, "
                      f"{text(last.get('n'))} samples):</p>" + _metric_table(last))
 
-    parts.append("<h2>Samples (fixed noise)</h2><div class='grids'>")
-    grids = sorted((run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS))
+    parts.append("<h2>Samples (fixed noise) beside real images</h2><div class='grids'>")
+    grids = sorted(p for p in (run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS) if p.is_file())
     has_best = (run_dir / layout.BEST).is_file()
     best_epoch = generator_file.export_info(run_dir, layout.BEST).get("epoch") if has_best else None
     shown = []
@@ -67,10 +67,18 @@ def write_report(run_dir: str | Path) -> Path:
             shown.append((best, f"best FD: epoch {best_epoch}"))
     if grids:
         shown.append((grids[-1], f"last: epoch {int(grids[-1].stem.split('_')[1])}"))
+    if (run_dir / layout.REALS).is_file():
+        shown.append((run_dir / layout.REALS, "real training images"))
     for path, caption in shown:
         parts.append(f"<figure>{img_tag(path.read_bytes(), caption)}"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("</div>" if shown else "<p>No sample grids yet.</p></div>")
+    if (run_dir / layout.COPIES).is_file():
+        parts.append("<h2>Is it copying?</h2><p>The fakes of the last <code>gankit evaluate</code> that lie closest "
+                     "to a training image (in the evaluator's features), each beside that image; the copy rate is "
+                     "in the evaluation's table.</p><div class='grids'><figure>"
+                     + img_tag((run_dir / layout.COPIES).read_bytes(), "fakes beside their nearest training images")
+                     + "</figure></div>")
 
     parts.append("<h2>Health</h2>")
     findings = read_metrics(log, kind="health")

@@ -41,7 +41,7 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
     return state
 
 
-# What a checkpoint holds (gankit.training.launch.Trainer.state_dict writes exactly these) and the type of each value.
+# What a checkpoint holds (gankit.training.trainer.Trainer.state_dict writes exactly these) and the type of each value.
 MAX_EPOCH, MAX_STEP = 10**7, 2**53
 MAX_GRID_NOISE = 1024  # config's largest sample_count; a conditional grid rounds it up by less than a row
 STATE_KEYS: dict[str, type] = {"generator": dict, "discriminator": dict, "opt_g": dict, "opt_d": dict,

@@ -1,4 +1,5 @@
-"""Every file name of a run directory and of a detector folder, defined here once and used everywhere else.
+"""Every file name of a run directory and of a detector folder, defined here once and used everywhere else
+(besides the lock file, which gankit.run.lock owns, and the detector folder's marker in gankit.detect.store).
 
 RUN_DIR/
   config.toml              the resolved config: all that generate/evaluate/report need to rebuild the models
@@ -7,6 +8,8 @@ RUN_DIR/
   best.safetensors         the generator of the lowest FD so far (when the run is evaluated)
   metrics.jsonl            one JSON object per logged step / epoch / evaluation / health finding
   samples/epoch_NNN.png    fixed-noise grids;  tb/  TensorBoard events
+  reals.png                real training images, laid out as the sample grids are (written at the start)
+  copies.png               by `gankit evaluate`: the fakes closest to a training image, each beside that image
   loss_curves.png, progress.gif    written at the end of training;  report.html    by `gankit report`
 
 DETECTOR_DIR/ (gankit.detect.store)
@@ -24,6 +27,8 @@ SAMPLES = "samples"
 TENSORBOARD = "tb"
 LOSS_CURVES = "loss_curves.png"
 PROGRESS_GIF = "progress.gif"
+REALS = "reals.png"  # real training images in the layout of the sample grids
+COPIES = "copies.png"  # `gankit evaluate`: the fakes nearest to a training image, each beside it
 REPORT = "report.html"
 
 DETECTOR_CONFIG = "detector.toml"

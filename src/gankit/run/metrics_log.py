@@ -189,6 +189,10 @@ class TrainingLog(QuietLog):
         self.record({"kind": "epoch", "epoch": epoch, "step": step, "seconds": round(seconds, 3),
                      "images_per_s": round(images_per_s, 1)})
 
+    def reals(self, grid: torch.Tensor) -> None:
+        """The real images beside the samples in TensorBoard, once (step 0)."""
+        self.writer.add_image("reals", grid, 0)
+
     def evaluation(self, epoch: int, step: int, values: dict, floor: dict | None, n: int,
                    evaluator: str = "") -> None:
         """One evaluation: TensorBoard scalars under eval/ (and floor/), a metrics.jsonl record that names

@@ -28,6 +28,7 @@ from gankit.errors import GankitError
 from gankit.files import atomic_write
 from gankit.inference.sampling import sample_grid
 from gankit.models.registry import class_labels, from_config
+from gankit.quality.evaluator import MIN_IMAGES
 from gankit.quality.tracking import Quality, QualityState
 from gankit.report.plots import plot_loss_curves
 from gankit.run import checkpoint, generator_file, layout
@@ -152,12 +153,14 @@ class Trainer:
 
     def _build_quality(self) -> Quality | None:
         cfg = self.cfg
-        if cfg.eval_every and (self.data.labels is not None or cfg.evaluator):
-            return Quality.for_data(self.data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, self.progress)
-        if cfg.eval_every:
-            self.say(f"{cfg.data} has no labels to train an evaluator on: quality metrics are off "
-                     "(set evaluator=PATH to use one)")
-        return None
+        if not cfg.eval_every:
+            return None
+        if len(self.data) < MIN_IMAGES:
+            self.say(f"{cfg.data} holds {len(self.data)} images, too few to measure quality against "
+                     f"(at least {MIN_IMAGES}): quality metrics are off")
+            return None
+        return Quality.for_data(self.data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, self.progress,
+                                cfg.evaluator_kind)
 
     def say(self, message: str) -> None:
         if self.progress:
@@ -233,10 +236,21 @@ class Trainer:
         config.save(cfg, self.run_dir / layout.CONFIG)
         self.fixed_noise = self.fixed_noise.to(self.device)
         self.fixed_labels = class_labels(len(self.fixed_noise), cfg.num_classes, self.device)
+        self._write_reals()
         what = (f"resuming at epoch {self.epoch + 1} of {cfg.epochs}" if self.resumed
                 else f"training for {cfg.epochs} epochs")
         self.say(f"{cfg.preset} ({cfg.model}, {cfg.loss}) on {cfg.data}: {len(self.data)} images "
                  f"{tuple(self.data.images.shape[1:])}, {self.device.type}, {what} -> {self.run_dir}")
+
+    def _write_reals(self) -> None:
+        """RUN_DIR/reals.png: real images in the layout of the sample grids (written once; TensorBoard too)."""
+        if (self.run_dir / layout.REALS).is_file():
+            return
+        cfg = self.cfg
+        grid = images_mod.grid(loading.grid_picks(self.data, len(self.fixed_noise), cfg.num_classes),
+                               nrow=cfg.num_classes or None)
+        atomic_write(self.run_dir / layout.REALS, lambda tmp: images_mod.save_png(grid, tmp))
+        self.log.reals(grid)
 
     def train_epoch(self, start: float) -> tuple[int, float, bool]:
         """One pass over the data: (steps taken, seconds, whether the time limit cut it short)."""
@@ -352,7 +366,7 @@ class Trainer:
                               classes=self.data.classes)
 
     def evaluate(self) -> str | None:
-        """Measure the sampler against the real reference; keep it as best.safetensors when FD improved.
+        """Measure G_sampled against the real reference; keep it as best.safetensors when FD improved.
         Returns the early-stop reason or None."""
         quality, cfg = self.quality, self.cfg
         best_covered = quality.state.best_covered
