@@ -6,7 +6,9 @@ the other half is never shown to anything. Three fake sets are measured against 
 - copies: training images plus a little noise (uniform integer noise of +-4 grey levels): a copy rate near 1;
 - unseen: real digits of the other half: about the 1% that the threshold lets through by construction;
 - a dcgan trained on the training set for 20 epochs (unconditional): somewhere between, near the floor.
-The same in the label-free evaluator's features (the training set as a flat folder).
+The same in the label-free evaluator's features (the training set as a flat folder). C_T (Meehan et al. 2020)
+of each set, with 1,250 of the never-shown digits as the held-out sample (the "unseen" fakes are the other
+1,250): far below 0 for copies, near 0 for new real digits.
 
     python benchmarks/copying.py --work /tmp/gankit-copying
 """
@@ -64,6 +66,29 @@ def fake_sets(work: Path, labeled: Path, train: np.ndarray, unseen: np.ndarray) 
     return out
 
 
+def _features(real: str, kind: str, held_images: np.ndarray):
+    """The evaluator of the training set, its features of every training image, and of the held-out sample."""
+    import torch
+
+    from gankit.data.loading import load
+    from gankit.quality import evaluator as ev
+
+    data = load(real)
+    model = ev.evaluator_for(data, progress=False, kind=kind)
+    return model, model.embed(data.images)[0], model.embed(torch.from_numpy(held_images))[0]
+
+
+def _ct(model, pool, held, path: Path, name: str) -> float | None:
+    import torch
+
+    from gankit.quality import copying
+
+    images = np.load(path)
+    images = images[1250:] if name == "unseen" else images[:1250]  # unseen: not the held-out sample itself
+    fakes = torch.from_numpy(images if images.dtype == np.uint8 else images.astype(np.float32))
+    return copying.ct_statistic(model.embed(fakes)[0], pool, held)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/gankit-copying"))
@@ -77,11 +102,13 @@ def main() -> None:
     result = {"machine": machine()}
     for space, real, kind in (("labeled", f"folder:{labeled}", "classifier"), ("label_free", f"folder:{flat}", "self")):
         rows = {}
+        model, pool, held = _features(real, kind, unseen[:1250])
         for name, path in sets.items():
-            found = evaluate_fakes(path, real, n=1250, kind=kind, progress=False)
+            found = evaluate_fakes(path, real, n=1250, kind=kind, progress=False, seed=1 if name == "unseen" else 0)
             rows[name] = {"copy_rate": found.values["copy_rate"], "fd": found.values["fd"],
                           "floor_copy_rate": found.floor["copy_rate"], "floor_fd": found.floor["fd"],
-                          "threshold": found.values["copying"]["threshold"], "n": found.n}
+                          "threshold": found.values["copying"]["threshold"], "n": found.n,
+                          "ct": _ct(model, pool, held, path, name)}
         result[space] = rows
     print(json.dumps(result, indent=1))
 

@@ -83,9 +83,9 @@ def test_evaluation_draws_labels_in_the_data_class_mix(tmp_path, digit_evaluator
     seen = {}
     real_measure = metrics.measure
 
-    def spy(draw, model, ref, n, kid_subsets=50, labels=None):
+    def spy(draw, model, ref, n, kid_subsets=50, labels=None, held_out=0):
         seen["labels"] = labels
-        return real_measure(draw, model, ref, n, kid_subsets=kid_subsets, labels=labels)
+        return real_measure(draw, model, ref, n, kid_subsets=kid_subsets, labels=labels, held_out=held_out)
 
     monkeypatch.setattr(metrics, "measure", spy)
     evaluate(run, n=256, progress=False, record=False)  # capped at the floor's 128 held-out images

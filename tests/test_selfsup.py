@@ -231,3 +231,47 @@ def test_evaluate_writes_the_copy_gallery_and_the_report_shows_it(mlp_run, tmp_p
     page = write_report(run).read_text()
     assert "Is it copying?" in page and "real training images" in page
     assert evaluate(run, n=40, progress=False, record=False).values == result.values
+
+
+# ---------------------------------------------------------------- held-out images and C_T
+def test_mann_whitney_z_and_ct_tell_copies_from_new_samples():
+    from gankit.quality import copying
+
+    lo, hi = torch.arange(30.0), torch.arange(30.0) + 100
+    assert copying.mann_whitney_z(hi, lo) > 6 and copying.mann_whitney_z(lo, hi) < -6
+    assert abs(copying.mann_whitney_z(lo, lo + 0.5) + copying.mann_whitney_z(lo + 0.5, lo)) < 1e-9
+    g = torch.Generator().manual_seed(0)
+    train, held = torch.randn(2000, 6, generator=g), torch.randn(600, 6, generator=g)
+    copies = train[:600] + 0.01 * torch.randn(600, 6, generator=g)
+    new = torch.randn(600, 6, generator=g)
+    far = 3 * torch.randn(600, 6, generator=g)
+    ct_copies, ct_new, ct_far = (copying.ct_statistic(x, train, held) for x in (copies, new, far))
+    assert ct_copies < -5 and abs(ct_new) < 2.5 and ct_far > 5
+    assert copying.ct_statistic(new[:5], train, held) is None  # no cell holds 20 fakes
+
+
+def test_held_out_images_are_never_trained_on():
+    data = load("mnist5k", subset=200)
+    held = ev.held_out(data, 0.25)
+    assert len(held) == 50 and set(held.tolist()) <= set(ev.halves(data)[1].tolist())
+    keep = torch.nonzero(~torch.isin(torch.arange(len(data)), held)).flatten()
+    shown = batches.Batches(data.images, 10, seed=0, keep=keep)
+    assert len(shown) == 15
+    seen = torch.cat([x for e in range(3) for x, _ in shown.epoch(e)])
+    held_images = batches.to_float(data.images[held]).flatten(1)
+    assert not (torch.cdist(seen.flatten(1), held_images) < 1e-6).any()
+    assert len(ev.held_out(data, 0.0)) == 0
+    with pytest.raises(GankitError, match="holdout must be"):
+        tiny_config(holdout=0.6)
+
+
+def test_a_run_with_held_out_images_reports_ct(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(holdout=0.5, subset=256, epochs=1, eval_samples=100), run, progress=False)
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "eval"]
+    assert isinstance(evals[-1]["copying"]["ct"], float) and evals[-1]["floor"]["copying"]["ct"] is None
+    result = evaluate(run, n=100, progress=False, record=False)
+    assert isinstance(result.values["copying"]["ct"], float)
+    again = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][0]
+    assert again

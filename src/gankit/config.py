@@ -84,6 +84,7 @@ class Config:
     # the cached evaluator's kind: classifier (needs labels), self (label-free, gankit.quality.selfsup), auto
     # (classifier when the source has labels, else self)
     evaluator_kind: str = "auto"
+    holdout: float = 0.0  # share of the images never trained on (the floor's and the copy test's): 0 to 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,6 +216,7 @@ def validate(cfg: Config) -> None:
     need(cfg.num_classes >= 0, f"num_classes must be >= 0, got {cfg.num_classes}")
     need(0 < cfg.g_width <= 16 and 0 < cfg.d_width <= 16,
          f"g_width and d_width must be in (0, 16], got {cfg.g_width}, {cfg.d_width}")
+    need(0 <= cfg.holdout <= 0.5, f"holdout must be a share of the images in [0, 0.5], got {cfg.holdout}")
     need(cfg.evaluator_kind in EVALUATOR_KINDS,
          f"evaluator_kind must be one of {', '.join(EVALUATOR_KINDS)}, got '{cfg.evaluator_kind}'")
     parse_policy(cfg.diffaug)

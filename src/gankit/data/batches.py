@@ -64,11 +64,14 @@ class Batches:
     def __init__(self, images: torch.Tensor, batch_size: int, seed: int, rotation: float = 0.0,
                  hflip: bool = False, generator: torch.Generator | None = None,
                  memory_format: torch.memory_format = torch.contiguous_format, labels: torch.Tensor | None = None,
-                 rows: Rows | None = None, device: torch.device | None = None):
+                 rows: Rows | None = None, device: torch.device | None = None, keep: torch.Tensor | None = None):
         """batch_size: the global batch; rows: this process's rows of it (several processes), else all;
-        device: where batches go (default: where the images are); labels live there."""
-        if images.shape[0] < batch_size:
-            raise GankitError(f"the data holds {images.shape[0]} images, fewer than one batch of {batch_size}: "
+        device: where batches go (default: where the images are); labels live there; keep: the indices of the
+        images to train on (the others are held out), default all."""
+        self.keep = keep
+        count = images.shape[0] if keep is None else len(keep)
+        if count < batch_size:
+            raise GankitError(f"the data holds {count} images to train on, fewer than one batch of {batch_size}: "
                               "lower batch_size or add images")
         self.images, self.batch_size, self.seed = images, batch_size, seed
         self.rotation, self.hflip, self.generator = rotation, hflip, generator
@@ -78,12 +81,13 @@ class Batches:
         self.pin = self.device.type == "cuda" and images.device.type == "cpu"
 
     def __len__(self) -> int:
-        return self.images.shape[0] // self.batch_size
+        return (self.images.shape[0] if self.keep is None else len(self.keep)) // self.batch_size
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """(images, labels or None) per batch."""
-        order = torch.randperm(self.images.shape[0], generator=torch.Generator().manual_seed(
-            self.seed * 1_000_003 + epoch)).to(self.images.device)
+        count = self.images.shape[0] if self.keep is None else len(self.keep)
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        order = (order if self.keep is None else self.keep[order]).to(self.images.device)
         for i in range(len(self)):
             index = self.rows.take(order[i * self.batch_size:(i + 1) * self.batch_size])
             batch = augment(to_float(self._gather(index)), self.rotation, self.hflip, self.generator, self.rows)

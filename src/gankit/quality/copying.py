@@ -6,8 +6,14 @@ distances (each real image to its nearest *other* real image of the same pool), 
 scores about 1% by construction, a generator that reproduces its training images (or nearly: small noise)
 scores near 1, and one that draws new images lands in between, near the floor's rate.
 
-The pool is every real image of the reference (halves A and B): training uses them all. Meehan et al.'s C_T
-statistic (2020) needs images the run never trained on; gankit runs keep none out yet, so "ct" is null.
+The pool is every real image of the reference (halves A and B): training uses them all, except the images a
+run holds out (`holdout=FRACTION`: the first ones of half B, never trained on). With held-out images there is
+also Meehan et al.'s C_T statistic (2020): the training images are cut into k-means cells; in each cell holding
+enough fakes, a Mann-Whitney U test compares the fakes' distances to their nearest training image with the
+held-out images' (new real images: what "not copying" looks like); the cells' Z-scores are averaged, weighted
+by their share of the held-out images. C_T far below 0: fakes sit closer to the training images than new real
+images do (copying); near 0: as close as new images; far above 0: farther (underfitting). Without held-out
+images "ct" is null.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import torch
 
 QUANTILE = 0.01
+CELLS = 20  # k-means cells of the training images for C_T
+MIN_PER_CELL = 20  # fakes (and held-out images) a cell needs to count in C_T, as Meehan et al. use
 
 
 def nearest(points: torch.Tensor, pool: torch.Tensor, skip_from: int | None = None,
@@ -53,3 +61,44 @@ def copy_test(features: torch.Tensor, pool: torch.Tensor, limit: float, skip_fro
     dist, _ = nearest(features, pool, skip_from)
     return {"rate": round(float((dist < limit).double().mean()), 5), "threshold": round(limit, 5),
             "quantile": QUANTILE, "pool": len(pool), "ct": None}
+
+
+def kmeans(points: torch.Tensor, k: int, iterations: int = 25, seed: int = 0) -> torch.Tensor:
+    """k centers of points (Lloyd's algorithm from k seeded distinct points)."""
+    g = torch.Generator().manual_seed(seed)
+    centers = points[torch.randperm(len(points), generator=g)[:k]].double()
+    for _ in range(iterations):
+        cell = torch.cdist(points.double(), centers).argmin(1)
+        for j in range(len(centers)):
+            if (cell == j).any():
+                centers[j] = points[cell == j].double().mean(0)
+    return centers
+
+
+def mann_whitney_z(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The Z-score of the Mann-Whitney U statistic of x against y (U counts the pairs with x > y, ties half)."""
+    ranks = torch.cat([x, y]).double().argsort().argsort().double() + 1  # ties are rare in float distances
+    m, n = len(x), len(y)
+    u = float(ranks[:m].sum()) - m * (m + 1) / 2
+    return (u - m * n / 2) / ((m * n * (m + n + 1) / 12) ** 0.5)
+
+
+def ct_statistic(fakes: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor,
+                 cells: int = CELLS) -> float | None:
+    """Meehan et al.'s C_T of fakes, in the features of the training images and of held-out real images; None
+    when no cell holds MIN_PER_CELL fakes and held-out images."""
+    # as many cells as leave an average cell 2 * MIN_PER_CELL fakes and held-out images, at most `cells`
+    k = max(1, min(cells, len(train), len(fakes) // (2 * MIN_PER_CELL), len(held_out) // (2 * MIN_PER_CELL)))
+    centers = kmeans(train, k)
+    d_fake, _ = nearest(fakes, train)
+    d_held, _ = nearest(held_out, train)
+    cell_fake = torch.cdist(fakes.double(), centers).argmin(1)
+    cell_held = torch.cdist(held_out.double(), centers).argmin(1)
+    total, weight = 0.0, 0.0
+    for j in range(len(centers)):
+        f, h = d_fake[cell_fake == j], d_held[cell_held == j]
+        if len(f) >= MIN_PER_CELL and len(h) >= MIN_PER_CELL:
+            share = len(h) / len(held_out)
+            total += share * mann_whitney_z(f, h)
+            weight += share
+    return round(total / weight, 4) if weight else None

@@ -90,7 +90,9 @@ def evaluate(run_dir: str | Path, n: int | None = None, evaluator: str | None = 
         # a conditional generator needs labels in any feature space: in the data's class mix
         labels = class_labels(n, cfg.num_classes, prior=data.class_counts())
         fakes = sample(generator, n, cfg.z_dim, seed, device=device, labels=labels)
-        values = metrics.measure(lambda k: fakes[:k], model, ref, n, labels=labels if ref.num_classes else None)
+        held = len(ev.held_out(data, cfg.holdout)) if features != "inception" else 0  # C_T in gankit's features
+        values = metrics.measure(lambda k: fakes[:k], model, ref, n, labels=labels if ref.num_classes else None,
+                                 held_out=held)
     except ValueError as exc:
         raise GankitError(f"cannot evaluate {run_dir}: {exc}") from None
     result = Evaluation(Path(run_dir), "best" if best else "generator", features, _int(info.get("epoch")),

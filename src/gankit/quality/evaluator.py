@@ -119,6 +119,19 @@ def halves(data: loading.ImageData, cap: int = HALF_CAP) -> tuple[torch.Tensor, 
     return order[:half], order[half:2 * half]
 
 
+def held_out(data: loading.ImageData, fraction: float, cap: int = HALF_CAP) -> torch.Tensor:
+    """The indices of the images a run with `holdout=fraction` never trains on: the first ones of half B (so
+    the floor's sample and the copy test's C_T use them)."""
+    if not fraction:
+        return torch.zeros(0, dtype=torch.long)
+    b = halves(data, cap)[1]
+    count = int(fraction * len(data))
+    if count > len(b):
+        raise GankitError(f"holdout={fraction:g} is {count} images of {data.name}; at most {len(b)} can be held "
+                          "out (half the data, at most 10,000 images)")
+    return b[:count]
+
+
 def reference_for(data: loading.ImageData, evaluator: clf.Classifier) -> Reference:
     """The real reference for this data in this evaluator's feature space, from cache when possible."""
     ev = fingerprint(evaluator)

@@ -157,12 +157,16 @@ def spread(real: torch.Tensor, fake: torch.Tensor) -> float:
 
 
 def compare(ref: Reference, features: torch.Tensor, preds: torch.Tensor | None, kid_subsets: int = 50,
-            skip_from: int | None = None) -> dict:
+            skip_from: int | None = None, held_out: int = 0) -> dict:
     """Every metric of `features` (and predicted classes) against the reference's half A; the copy test against
-    every real image (skip_from: the features are the pool's own from there on, each left out of its test)."""
+    every real image (skip_from: the features are the pool's own from there on, each left out of its test);
+    held_out: the first images of half B were never trained on, which gives the copy test's C_T."""
     real = ref.features_a
     precision, recall = precision_recall(real, features, PR_K, ref.knn_radii(PR_K))
     copies = copying.copy_test(features, ref.pool, ref.copy_limit(), skip_from)
+    if held_out and skip_from is None:
+        train = torch.cat([ref.features_a, ref.features_b[held_out:]])
+        copies["ct"] = copying.ct_statistic(features, train, ref.features_b[:held_out])
     out = {"fd": frechet_distance(real, features), "kid": kernel_distance(real, features, kid_subsets),
            "precision": precision, "recall": recall, "spread": spread(real, features),
            "copy_rate": copies["rate"], "copying": copies}
@@ -194,7 +198,7 @@ def class_accuracy(preds: torch.Tensor, wanted: torch.Tensor, num_classes: int) 
 
 
 def measure(sample: Callable[[int], torch.Tensor], evaluator: nn.Module, ref: Reference, n: int,
-            kid_subsets: int = 50, labels: torch.Tensor | None = None) -> dict:
+            kid_subsets: int = 50, labels: torch.Tensor | None = None, held_out: int = 0) -> dict:
     """Draw n images with sample(n) (floats in [-1, 1]) and measure them against the reference.
 
     labels: the classes a conditional generator was asked for; adds the evaluator's accuracy on them.
@@ -203,7 +207,7 @@ def measure(sample: Callable[[int], torch.Tensor], evaluator: nn.Module, ref: Re
     if not torch.isfinite(features).all():
         raise ValueError("the generator produced non-finite images")
     preds = None if logits is None else logits.argmax(1)
-    out = compare(ref, features, preds, kid_subsets)
+    out = compare(ref, features, preds, kid_subsets, held_out=held_out)
     if labels is not None and preds is not None:
         acc, per_class = class_accuracy(preds, labels.cpu(), ref.num_classes)
         out.update(class_accuracy=round(acc, 5), class_accuracy_per_class=per_class)

@@ -50,19 +50,22 @@ class Quality:
         self.evaluator, self.reference = evaluator, reference
         self.n, self.patience = n, patience
         self.floor: dict | None = None
+        self.held_out = 0
         self.fingerprint = "" if evaluator is None else ev.fingerprint(evaluator)
         self.state = QualityState(evaluator=self.fingerprint)
 
     @classmethod
     def for_data(cls, data, evaluator_path: str, n: int, patience: int, progress: bool,
-                 kind: str = "auto") -> "Quality":
+                 kind: str = "auto", held_out: int = 0) -> "Quality":
         """The cached (or newly trained) evaluator for `data` (of `kind`) and the cached real reference."""
         evaluator = ev.evaluator_for(data, evaluator_path or None, progress=progress, kind=kind)
         reference = ev.reference_for(data, evaluator)
         if metrics.comparable_n(reference, n) < n and progress:
             console.note(f"evaluations draw {metrics.comparable_n(reference, n)} samples, not eval_samples={n}: "
                          "the real-vs-real floor has only that many held-out images")
-        return cls(evaluator, reference, metrics.comparable_n(reference, n), patience)
+        quality = cls(evaluator, reference, metrics.comparable_n(reference, n), patience)
+        quality.held_out = held_out  # the first images of half B, never trained on (C_T)
+        return quality
 
     def load_state(self, state: dict[str, Any] | None) -> str | None:
         """Carry a checkpoint's best FD and early-stop count on; returns a note when they cannot be carried:
@@ -91,7 +94,8 @@ class Quality:
         try:
             with eval_mode(generator):
                 return metrics.measure(lambda n: sample(generator, n, z_dim, seed, device=device, labels=labels),
-                                       self.evaluator, self.reference, self.n, kid_subsets=10, labels=labels)
+                                       self.evaluator, self.reference, self.n, kid_subsets=10, labels=labels,
+                                       held_out=self.held_out)
         except ValueError:  # non-finite images: the worst possible FD
             return {"fd": float("inf")}
 

@@ -28,7 +28,7 @@ from gankit.errors import GankitError
 from gankit.files import atomic_write
 from gankit.inference.sampling import sample_grid
 from gankit.models.registry import class_labels, from_config
-from gankit.quality.evaluator import MIN_IMAGES
+from gankit.quality.evaluator import MIN_IMAGES, held_out
 from gankit.quality.tracking import Quality, QualityState
 from gankit.report.plots import plot_loss_curves
 from gankit.run import checkpoint, generator_file, layout
@@ -101,8 +101,10 @@ class Trainer:
         labels = data.labels.to(self.device) if cfg.num_classes else None
         # in-memory data moves to the device once; a mapped pack stays in host memory, gathered per batch
         images = data.images if data.pack else data.images.to(self.device)
+        held = held_out(data, cfg.holdout)  # never trained on: the floor's and C_T's new real images
+        keep = None if not len(held) else torch.nonzero(~torch.isin(torch.arange(len(data)), held)).flatten()
         self.batches = batches.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, self.rng,
-                                        self.memory_format, labels, self.rows, self.device)
+                                        self.memory_format, labels, self.rows, self.device, keep)
         self.quality = self._build_quality() if world.main else None
         self.health = Health(judge_d=self.loss.probability)
         self.resumed = False  # continuing a run directory (with or without a checkpoint)
@@ -160,7 +162,7 @@ class Trainer:
                      f"(at least {MIN_IMAGES}): quality metrics are off")
             return None
         return Quality.for_data(self.data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, self.progress,
-                                cfg.evaluator_kind)
+                                cfg.evaluator_kind, len(held_out(self.data, cfg.holdout)))
 
     def say(self, message: str) -> None:
         if self.progress:
