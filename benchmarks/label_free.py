@@ -7,7 +7,8 @@ FD in the labeled classifier's features (mnist5k, `evaluator_kind=classifier`), 
 evaluator's features (the flat folder), and with --inception FD in Inception-v3's (slow on a CPU: about 0.3 s
 an image here, so against 600 real digits and 300 fakes a set). It reports Spearman's rank correlation between
 the label-free FD and the others, and each set's copy rate. With --emoji DIR it also trains the label-free
-evaluator on that folder at 32x32 (its first-training cost) and measures dcgan runs of 1, 4 and 12 epochs on it.
+evaluator on that folder at 32x32 (its first-training cost) and measures 7 runs on it (dcgan 1-25 epochs,
+simple-gan, hinge) and a collapsed set.
 
     python benchmarks/label_free.py --work /tmp/lf [--emoji /tmp/emoji] [--inception]
 """
@@ -110,7 +111,7 @@ def digits(work: Path, inception: bool) -> dict:
     return out
 
 
-def emoji(work: Path, folder: Path) -> dict:
+def emoji(work: Path, folder: Path, inception: bool = False) -> dict:
     from gankit.data.loading import load
     from gankit.quality import evaluator as ev
 
@@ -118,11 +119,28 @@ def emoji(work: Path, folder: Path) -> dict:
     start = time.perf_counter()
     model = ev.evaluator_for(data, progress=False, kind="self")
     seconds = time.perf_counter() - start
-    sets = fake_sets(work / "emoji", f"folder:{folder}",
-                     [(f"emoji-dcgan-{e}", "dcgan", e, {}) for e in (1, 4, 12)], image_size=32)
+    runs = [(f"emoji-dcgan-{e}", "dcgan", e, {}) for e in (1, 2, 4, 12, 25)]
+    runs += [("emoji-simple-gan-4", "simple-gan", 4, {}), ("emoji-dcgan-hinge-4", "dcgan", 4, {"loss": "hinge"})]
+    sets = fake_sets(work / "emoji", f"folder:{folder}", runs, image_size=32)
+    collapsed = work / "emoji" / "collapsed.npy"  # 20 fakes of the best run, each 100 times
+    np.save(collapsed, np.repeat(np.load(sets["emoji-dcgan-25"])[:20], 100, axis=0))
+    sets["emoji-collapsed"] = collapsed
     found = measure(sets, f"folder:{folder}", kind="self")
-    return {"images": len(data), "evaluator_first_training_s": round(seconds, 1),
-            "evaluator_val_loss": model.spec.history, "runs": found}
+    out = {"images": len(data), "evaluator_first_training_s": round(seconds, 1),
+           "evaluator_val_loss": model.spec.history, "runs": found}
+    if inception:  # against the first 600 pictures, 300 fakes a run, as for the digits
+        import shutil
+
+        small = work / "emoji600"
+        if not small.is_dir():
+            small.mkdir(parents=True)
+            for path in sorted(folder.iterdir())[:600]:
+                shutil.copy(path, small / path.name)
+        out["inception"] = measure(sets, f"folder:{small}", features="inception", n=300)
+        names = list(sets)
+        out["spearman_label_free_vs_inception"] = spearman([found[k]["fd"] for k in names],
+                                                           [out["inception"][k]["fd"] for k in names])
+    return out
 
 
 def main() -> None:
@@ -130,12 +148,15 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/gankit-label-free"))
     p.add_argument("--emoji", type=Path, help="a folder of color pictures (../shared/data/make_emoji_folder.py)")
     p.add_argument("--inception", action="store_true", help="also Inception FD (n = 500; needs the extra)")
+    p.add_argument("--emoji-only", action="store_true", help="skip the digits (with --emoji)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("GANKIT_CACHE_DIR", str(args.work / "cache"))
-    result = {"machine": machine(), "digits": digits(args.work, args.inception)}
+    result = {"machine": machine()}
+    if not args.emoji_only:
+        result["digits"] = digits(args.work, args.inception)
     if args.emoji:
-        result["emoji"] = emoji(args.work, args.emoji)
+        result["emoji"] = emoji(args.work, args.emoji, args.inception)
     print(json.dumps(result, indent=1))
 
 
