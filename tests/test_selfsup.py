@@ -275,3 +275,56 @@ def test_a_run_with_held_out_images_reports_ct(tmp_path):
     assert isinstance(result.values["copying"]["ct"], float)
     again = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][0]
     assert again
+
+
+# ---------------------------------------------------------------- hostile inputs (review findings)
+def test_a_crafted_cached_evaluator_or_reference_is_rebuilt(unlabeled, monkeypatch):
+    import json as json_mod
+
+    from safetensors.torch import load_file, save_file
+
+    model = ev.evaluator_for(unlabeled, progress=False, epochs=2)
+    ref = ev.reference_for(unlabeled, model)
+    digest = classifier.data_hash(unlabeled)[:16]
+    cached = next(p for p in Path(ev.cache_dir(), "evaluators").glob("*-self-v1.safetensors") if digest in p.name)
+    weights = load_file(str(cached))
+    spec = json_mod.loads(json_mod.dumps(model.spec.__dict__))
+    for crafted, meta in [({**weights, "body.0.weight": torch.zeros(32, 1, 5, 5)}, spec),
+                          (weights, {**spec, "channels": 10**9}), (weights, {**spec, "classes": ["a", "b"]}),
+                          ({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                            for k, v in weights.items()}, spec)]:
+        save_file(crafted, str(cached), metadata={"gankit_classifier": json_mod.dumps(meta)})
+        with pytest.raises(GankitError, match="not a gankit classifier or is damaged"):
+            classifier.load_classifier(cached)
+    monkeypatch.setattr(selfsup, "EPOCHS", 1)
+    rebuilt = ev.evaluator_for(unlabeled, progress=False, epochs=1)  # the damaged entry is retrained
+    assert rebuilt.spec.objective == "contrastive"
+    again = ev.reference_for(unlabeled, rebuilt)
+    path = next(Path(ev.cache_dir(), "reference").glob(f"*{ev.fingerprint(rebuilt)[:12]}*"))
+    save_file({"features_a": torch.zeros(5, 3), "features_b": torch.zeros(5, 3), "preds_b": torch.zeros(0),
+               "class_prior": torch.zeros(0)}, str(path))
+    assert torch.equal(ev.reference_for(unlabeled, rebuilt).features_a, again.features_a)
+    assert ref is not None
+
+
+def test_fakes_too_small_or_too_large_are_one_line(flat, tmp_path, capsys):
+    for name, shape in (("tiny.npy", (20, 1, 2, 2)), ("huge.npy", (2, 1, 2048, 2048))):
+        np.save(tmp_path / name, np.zeros(shape, dtype=np.uint8))
+        assert main(["evaluate", "--fakes", str(tmp_path / name), "--real", f"folder:{flat}"]) == 2
+        assert "gankit measures images of 8x8 to 1024x1024" in capsys.readouterr().err
+
+
+def test_a_fifo_metrics_log_and_a_folder_copies_png_do_not_hang_or_lose_the_record(mlp_run, tmp_path, capsys):
+    import os
+    import shutil
+
+    run = Path(shutil.copytree(mlp_run, tmp_path / "run"))
+    (run / "copies.png").mkdir()
+    before = len((run / "metrics.jsonl").read_text().splitlines())
+    result = evaluate(run, n=20, progress=False)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == before + 1
+    assert any("copies.png" in note for note in result.notes)
+    (run / "metrics.jsonl").unlink()
+    os.mkfifo(run / "metrics.jsonl")
+    assert main(["evaluate", str(run), "-n", "20"]) == 2
+    assert "is not a regular file" in capsys.readouterr().err

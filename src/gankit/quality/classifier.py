@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gankit import console
+from gankit.config import MAX_IMAGE_SIZE
 from gankit.data import batches, folders, loading
 from gankit.errors import GankitError
 from gankit.files import atomic_write
@@ -187,11 +188,24 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
             meta = fh.metadata() or {}
         weights = load_file(str(path), device=str(device))
         spec = ClassifierSpec(**json.loads(meta["gankit_classifier"]))
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        _check_spec(spec)
+        model = Classifier(spec).to(device)
+        model.load_state_dict(weights)  # every key, and every shape, must fit the spec's network
+        if not all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()):
+            raise ValueError("non-finite weights")
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise GankitError(f"{path} is not a gankit classifier or is damaged ({type(exc).__name__})") from None
-    model = Classifier(spec).to(device)
-    model.load_state_dict(weights)
     return model.to(memory_format=torch.channels_last).eval()  # ~2x faster convolutions on the CPU
+
+
+def _check_spec(spec: ClassifierSpec) -> None:
+    """The metadata's values before a network is built from them (a crafted file must not allocate terabytes)."""
+    if spec.channels not in (1, 3) or not isinstance(spec.image_size, int) or isinstance(spec.image_size, bool) \
+            or not 8 <= spec.image_size <= MAX_IMAGE_SIZE:
+        raise ValueError("channels or image_size out of range")
+    if not isinstance(spec.classes, list) or len(spec.classes) > 100_000 or not all(
+            isinstance(c, str) for c in spec.classes):
+        raise ValueError("classes is not a list of names")
 
 
 def classify(paths: list[str | Path], evaluator: str | Path) -> list[tuple[str, str, float]]:

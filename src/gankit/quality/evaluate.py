@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from gankit.config import MAX_IMAGE_SIZE
 from gankit.data import batches, loading
 from gankit.errors import GankitError
 from gankit.files import atomic_write, is_whole
@@ -98,9 +99,12 @@ def evaluate(run_dir: str | Path, n: int | None = None, evaluator: str | None = 
     result = Evaluation(Path(run_dir), "best" if best else "generator", features, _int(info.get("epoch")),
                         _int(info.get("step")), n, values, metrics.floor(ref, n), notes)
     if record:
-        try:
-            if features != "inception":  # Inception features of every real image would take minutes
+        if features != "inception":  # Inception features of every real image would take minutes
+            try:
                 _write_copies(Path(run_dir) / layout.COPIES, fakes, model, data)
+            except OSError as exc:
+                notes.append(f"not written: {Path(run_dir) / layout.COPIES} ({exc.strerror or exc})")
+        try:
             MetricsFile(Path(run_dir) / layout.METRICS).append(result.to_dict())
         except OSError as exc:  # a read-only run: the numbers are still printed
             notes.append(f"not recorded in {Path(run_dir) / layout.METRICS}: {exc.strerror or exc}")
@@ -139,15 +143,19 @@ def evaluate_fakes(fakes: str | Path, real: str, n: int | None = None, evaluator
     channels, size = fake_sources.shape_of(fakes)
     if size < 1:
         raise GankitError(f"the fakes in {fakes} are not square: give square images (as generators make)")
+    if not 8 <= size <= MAX_IMAGE_SIZE:
+        raise GankitError(f"the fakes in {fakes} are {size}x{size}: gankit measures images of 8x8 to "
+                          f"{MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE}")
     data = loading.load(real, data_dir, size, channels)
     model = ev.features_for(data, features, evaluator, device=device, progress=progress, kind=kind)
     ref = ev.reference_for(data, model)
     wanted = metrics.comparable_n(ref, n or ev.HALF_CAP)
     found = fake_sources.load_fakes(fakes, wanted, (channels, size), seed)
     notes = []
-    if n is not None and wanted < n:
-        notes.append(f"measured at n = {wanted}, not {n}: the real-vs-real floor has only that many held-out "
-                     "images, and FD is only comparable at equal n")
+    if n is not None and len(found.images) < n:
+        why = ("the real-vs-real floor has only that many held-out images, and FD is only comparable at equal n"
+               if wanted < n else "there are only that many fakes")
+        notes.append(f"measured at n = {len(found.images)}, not {n}: {why}")
     n = len(found.images)
     if n < 10:
         raise GankitError(f"{fakes} holds {n} readable images: at least 10 are needed for the metrics")

@@ -136,13 +136,20 @@ def reference_for(data: loading.ImageData, evaluator: clf.Classifier) -> Referen
     """The real reference for this data in this evaluator's feature space, from cache when possible."""
     ev = fingerprint(evaluator)
     path = cache_dir() / "reference" / f"{slug(data.name)}-{ev[:12]}-{clf.data_hash(data)[:16]}.safetensors"
+    a, b = halves(data, getattr(evaluator, "half_cap", HALF_CAP))
     if path.is_file():
         try:
             t = load_file(str(path))
-            return Reference(t["features_a"], t["features_b"], t["preds_b"], t["class_prior"])
+            ref = Reference(t["features_a"], t["features_b"], t["preds_b"], t["class_prior"])
+            width = getattr(evaluator, "num_features", ref.features_a.shape[-1])
+            if (ref.features_a.shape, ref.features_b.shape) == ((len(a), width), (len(b), width)) and \
+                    ref.preds_b.shape in ((0,), (len(b),)) and ref.class_prior.ndim == 1 and \
+                    torch.isfinite(ref.features_a).all() and torch.isfinite(ref.features_b).all():
+                return ref
+            console.note(f"the cached reference {path} does not fit its evaluator and data: computing it again")
         except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
-            path.unlink(missing_ok=True)
-    a, b = halves(data, getattr(evaluator, "half_cap", HALF_CAP))
+            pass
+        path.unlink(missing_ok=True)
     features_a, _ = evaluator.embed(data.images[a])
     features_b, logits_b = evaluator.embed(data.images[b])
     if logits_b is not None and (counts := data.class_counts()) is not None:

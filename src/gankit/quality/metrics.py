@@ -205,7 +205,7 @@ def measure(sample: Callable[[int], torch.Tensor], evaluator: nn.Module, ref: Re
     """
     features, logits = evaluator.embed(sample(n))
     if not torch.isfinite(features).all():
-        raise ValueError("the generator produced non-finite images")
+        raise ValueError("the images' features are not finite (the generator's images or the evaluator's weights)")
     preds = None if logits is None else logits.argmax(1)
     out = compare(ref, features, preds, kid_subsets, held_out=held_out)
     if labels is not None and preds is not None:

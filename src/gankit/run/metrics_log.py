@@ -56,16 +56,25 @@ class MetricsFile:
         """Every record (of one kind); a torn last line is left out with a note."""
         if not self.path.exists():
             return []
+        self._check_regular()
         records, torn = self._parse(self.path.read_bytes())
         if torn:
             console.note(f"{self.path}: the last line is incomplete (a run was stopped while writing it); "
                          "it is ignored")
         return [r for r in records if kind is None or r.get("kind") == kind]
 
+    def _check_regular(self) -> None:
+        """A FIFO, a folder or a device where metrics.jsonl belongs is one line (reading a FIFO blocks forever)."""
+        if not self.path.is_file():
+            raise GankitError(f"{self.path} is not a regular file: move it away to read or write this run")
+
     def repair(self) -> None:
         """Cut a torn last line off (so the next record starts on a line of its own); ends the file with a
         newline. Whole records are never touched."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        if not self.path.exists():
+            return
+        self._check_regular()
+        if self.path.stat().st_size == 0:
             return
         with self.path.open("rb+") as fh:
             data = fh.read()
