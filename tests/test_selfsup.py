@@ -319,6 +319,7 @@ def test_a_fifo_metrics_log_and_a_folder_copies_png_do_not_hang_or_lose_the_reco
     import shutil
 
     run = Path(shutil.copytree(mlp_run, tmp_path / "run"))
+    (run / "copies.png").unlink(missing_ok=True)  # an earlier evaluation of the shared run may have written it
     (run / "copies.png").mkdir()
     before = len((run / "metrics.jsonl").read_text().splitlines())
     result = evaluate(run, n=20, progress=False)
