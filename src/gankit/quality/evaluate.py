@@ -101,7 +101,7 @@ def evaluate(run_dir: str | Path, n: int | None = None, evaluator: str | None = 
     if record:
         if features != "inception":  # Inception features of every real image would take minutes
             try:
-                _write_copies(Path(run_dir) / layout.COPIES, fakes, model, data)
+                _write_copies(Path(run_dir) / layout.COPIES, fakes, model, data, ref)
             except OSError as exc:
                 notes.append(f"not written: {Path(run_dir) / layout.COPIES} ({exc.strerror or exc})")
         try:
@@ -111,13 +111,14 @@ def evaluate(run_dir: str | Path, n: int | None = None, evaluator: str | None = 
     return result
 
 
-def _write_copies(path: Path, fakes: torch.Tensor, model, data: loading.ImageData, count: int = 8) -> None:
-    """RUN_DIR/copies.png: the `count` fakes closest to a training image, each beside it (two per row's pair)."""
+def _write_copies(path: Path, fakes: torch.Tensor, model, data: loading.ImageData, ref: metrics.Reference,
+                  count: int = 8) -> None:
+    """RUN_DIR/copies.png: the `count` fakes closest to a training image, each beside it (two per row's pair).
+    The real side is the reference's pool: its features are those of halves A then B, in that order."""
     a, b = ev.halves(data, getattr(model, "half_cap", ev.HALF_CAP))
-    reals = data.images[torch.cat([a, b])]
-    pool, _ = model.embed(reals)
     features, _ = model.embed(fakes)
-    pairs = copying.closest_pairs(batches.to_uint8(fakes), features, reals, pool, count)
+    pairs = copying.closest_pairs(batches.to_uint8(fakes), features, data.images[torch.cat([a, b])], ref.pool,
+                                  count)
     picture = grid(pairs, nrow=4)
     atomic_write(path, lambda tmp: save_png(picture, tmp))
 

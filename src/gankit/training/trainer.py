@@ -101,7 +101,7 @@ class Trainer:
         labels = data.labels.to(self.device) if cfg.num_classes else None
         # in-memory data moves to the device once; a mapped pack stays in host memory, gathered per batch
         images = data.images if data.pack else data.images.to(self.device)
-        held = held_out(data, cfg.holdout)  # never trained on: the floor's and C_T's new real images
+        self.held = held = held_out(data, cfg.holdout)  # never trained on: the floor's and C_T's new real images
         keep = None if not len(held) else torch.nonzero(~torch.isin(torch.arange(len(data)), held)).flatten()
         self.batches = batches.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, self.rng,
                                         self.memory_format, labels, self.rows, self.device, keep)
@@ -162,7 +162,7 @@ class Trainer:
                      f"(at least {MIN_IMAGES}): quality metrics are off")
             return None
         return Quality.for_data(self.data, cfg.evaluator, cfg.eval_samples, cfg.early_stop, self.progress,
-                                cfg.evaluator_kind, len(held_out(self.data, cfg.holdout)))
+                                cfg.evaluator_kind, len(self.held))
 
     def say(self, message: str) -> None:
         if self.progress:
