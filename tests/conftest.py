@@ -68,6 +68,11 @@ def write_cifar(root: Path, n_per_batch: int = 4) -> None:
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
 
 
+def grid_scale(width: int, min_width: int = 512) -> int:
+    """The whole factor a grid file is enlarged by: the smallest k with width * k >= min_width (at least 1)."""
+    return max(1, -(-min_width // width))
+
+
 def tiny_config(**overrides) -> config.Config:
     base = dict(subset=256, batch_size=32, epochs=1, device="cpu", sample_count=16, log_every=4)
     preset = overrides.pop("preset", "simple-gan")

@@ -11,7 +11,7 @@ from gankit.cli import main
 from gankit.images import read_png, save_png
 from gankit.run import generator_file, layout
 
-from .conftest import snapshot
+from .conftest import grid_scale, snapshot
 
 
 def run_cli(capsys, *argv):
@@ -23,7 +23,30 @@ def run_cli(capsys, *argv):
 def test_generate_png_grid(capsys, mlp_run, tmp_path):
     code, out, _ = run_cli(capsys, "generate", str(mlp_run), "-n", "9", "-o", str(tmp_path / "g.png"))
     assert code == 0 and "wrote 9 images" in out
-    assert read_png(tmp_path / "g.png").shape == (1, 3 * 30 + 2, 3 * 30 + 2)
+    side = 3 * 30 + 2  # 3 x 3 images of 28x28 with 2 px padding, enlarged to at least 512 px wide
+    k = grid_scale(side)
+    assert k == 6 and read_png(tmp_path / "g.png").shape == (1, side * k, side * k)
+
+
+def test_generate_jpeg_grid(capsys, mlp_run, tmp_path):
+    from PIL import Image
+
+    assert run_cli(capsys, "generate", str(mlp_run), "-n", "9", "-o", str(tmp_path / "g.png"))[0] == 0
+    png = read_png(tmp_path / "g.png")
+    for name in ("g.jpg", "g.JPEG"):
+        code, out, _ = run_cli(capsys, "generate", str(mlp_run), "-n", "9", "-o", str(tmp_path / name))
+        assert code == 0 and f"wrote 9 images to {tmp_path / name}" in out
+        assert (tmp_path / name).read_bytes()[:3] == b"\xff\xd8\xff"  # the JPEG magic, not a PNG under a new name
+        with Image.open(tmp_path / name) as jpeg:
+            assert jpeg.format == "JPEG" and jpeg.mode == "L" and jpeg.size == (png.shape[2], png.shape[1])
+            pixels = torch.from_numpy(np.asarray(jpeg).copy())
+        assert (pixels.float() - png[0].float()).abs().mean() < 4  # the same picture, at quality 95
+    code, _, err = run_cli(capsys, "generate", str(mlp_run), "-n", "9", "-o", str(tmp_path / "g.jpg"))
+    assert code == 2 and "exists: pass --force" in err  # an existing JPEG is kept as a PNG is
+    code, _, err = run_cli(capsys, "generate", str(mlp_run), "-o", str(tmp_path / "g.webp"))
+    assert code == 2 and err.count("\n") == 1
+    assert "must end in .png, .jpg or .jpeg (a grid) or .npy (an array), or be a directory" in err
+    assert not (tmp_path / "g.webp").exists()
 
 
 def test_generate_npy_is_seeded_and_in_range(capsys, dcgan_run, tmp_path):
@@ -70,7 +93,10 @@ def test_generate_needs_only_the_export_and_config(capsys, mlp_run, tmp_path):
         shutil.copy(mlp_run / name, slim / name)
     assert run_cli(capsys, "generate", str(slim), "-n", "4", "-o", str(tmp_path / "x.png"))[0] == 0
     grid = read_png(tmp_path / "x.png")
-    assert grid.shape == (1, 2 * 30 + 2, 2 * 30 + 2)  # 4 images of 28x28 with 2 px padding
+    side = 2 * 30 + 2  # 4 images of 28x28 with 2 px padding, each pixel repeated k x k times
+    k = grid_scale(side)
+    assert grid.shape == (1, side * k, side * k)
+    assert torch.equal(grid, grid[:, ::k, ::k].repeat_interleave(k, 1).repeat_interleave(k, 2))
     # the same images as from the whole run (same seed): the export alone is the generator
     assert run_cli(capsys, "generate", str(mlp_run), "-n", "4", "-o", str(tmp_path / "full.png"))[0] == 0
     assert torch.equal(grid, read_png(tmp_path / "full.png"))
@@ -78,7 +104,8 @@ def test_generate_needs_only_the_export_and_config(capsys, mlp_run, tmp_path):
     images = torch.from_numpy(np.load(tmp_path / "x.npy"))
     assert images.shape == (4, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
     assert images.std() > 0.05 and (images[0] - images[1]).abs().max() > 0.01  # pictures, and not one picture
-    tiles = [grid[:, 2 + 30 * r:30 * r + 30, 2 + 30 * c:30 * c + 30] for r in range(2) for c in range(2)]
+    small = grid[:, ::k, ::k]
+    tiles = [small[:, 2 + 30 * r:30 * r + 30, 2 + 30 * c:30 * c + 30] for r in range(2) for c in range(2)]
     expected = images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
     assert all((tile.int() - img.int()).abs().max() <= 1 for tile, img in zip(tiles, expected))
 
@@ -87,7 +114,32 @@ def test_data_command_describes_and_saves_grid(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "data", "mnist5k", "-n", "16", "-o", str(tmp_path / "real.png"))
     assert code == 0
     assert "images: 5000" in out and "classes: 10" in out
-    assert read_png(tmp_path / "real.png").shape == (1, 4 * 30 + 2, 4 * 30 + 2)
+    side = 4 * 30 + 2
+    k = grid_scale(side)
+    assert k == 5 and read_png(tmp_path / "real.png").shape == (1, side * k, side * k)
+
+
+def test_data_grid_is_replaced_only_with_force(capsys, tmp_path):
+    out = tmp_path / "real.png"
+    out.write_bytes(b"precious")
+    code, text, err = run_cli(capsys, "data", "mnist5k", "-n", "4", "-o", str(out))
+    assert code == 2 and text == "" and out.read_bytes() == b"precious"
+    assert err.count("\n") == 1 and f"{out} exists: pass --force to replace it" in err
+    code, text, _ = run_cli(capsys, "data", "mnist5k", "-n", "4", "-o", str(out), "--force")
+    assert code == 0 and f"grid of 4 real images: {out}" in text
+    side = 2 * 30 + 2
+    k = grid_scale(side)
+    assert read_png(out).shape == (1, side * k, side * k)
+    assert [p.name for p in tmp_path.iterdir()] == ["real.png"]  # no temporary file left beside it
+
+
+def test_data_grid_default_name_is_not_overwritten(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(capsys, "data", "mnist5k", "-n", "4")[0] == 0
+    first = (tmp_path / "data_mnist5k.png").read_bytes()
+    code, _, err = run_cli(capsys, "data", "mnist5k", "-n", "9")
+    assert code == 2 and "data_mnist5k.png exists: pass --force" in err
+    assert (tmp_path / "data_mnist5k.png").read_bytes() == first
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -101,7 +153,7 @@ def test_data_command_describes_and_saves_grid(capsys, tmp_path):
     (["train", "--resume", "/no/such/run"], "run directory not found"),
     (["train", "--resume", "RUN", "--preset", "dcgan"], "cannot be combined with --resume"),
     (["generate", "/no/such/run", "-o", "x.png"], "run directory not found"),
-    (["generate", "RUN", "-o", "x.jpg"], "must end in .png"),
+    (["generate", "RUN", "-o", "x.bmp"], "must end in .png, .jpg or .jpeg"),
     (["generate", "RUN", "-n", "0", "-o", "x.png"], "-n must be >= 1"),
     (["data", "mnist"], "put train-images-idx3-ubyte"),
     (["train", "--set", "eval_every=-1"], "eval_every must be >= 0"),
@@ -147,6 +199,13 @@ def test_console_script_trains_and_resumes(tmp_path):
     done = subprocess.run(exe + base, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "trained 1 epochs (2 steps)" in done.stdout and str(run) in done.stdout
+    # then what to do with the run, its real path in each command, after the summary
+    lines = done.stdout.splitlines()
+    assert lines.index("what next:") > next(i for i, line in enumerate(lines) if line.startswith("trained 1 epochs"))
+    commands = [line.split("#")[0].strip() for line in lines[lines.index("what next:") + 1:]]
+    assert commands == [f"gankit generate {run} -o samples.png", f"gankit report {run}", f"gankit evaluate {run}",
+                        f"tensorboard --logdir {run / layout.TENSORBOARD}"]
+    assert (run / layout.TENSORBOARD).is_dir() and "what next" not in done.stderr
     again = subprocess.run(exe + ["train", "--resume", str(run), "--epochs", "2", "--no-progress"],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -17,7 +17,7 @@ from gankit.run.checkpoint import load_checkpoint
 from gankit.run.generator_file import export_generator, load_generator, load_run_config
 from gankit.training.launch import train
 
-from .conftest import tiny_config
+from .conftest import grid_scale, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +99,9 @@ def test_conditional_training_grid_has_a_column_per_class(tmp_path):
     evals = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "class_accuracy" in [e for e in evals if e["kind"] == "eval"][-1]
     with Image.open(tmp_path / "run" / "samples" / "epoch_001.png") as grid:
-        # 10 columns of 28 + 2 padding; sample_count 16 rounded up to 2 whole rows
-        assert grid.size == (10 * 30 + 2, 2 * 30 + 2)
+        # 10 columns of 28 + 2 padding; sample_count 16 rounded up to 2 whole rows; enlarged k times
+        k = grid_scale(10 * 30 + 2)
+        assert grid.size == ((10 * 30 + 2) * k, (2 * 30 + 2) * k)
     assert result.best_fd is not None
 
 
@@ -117,7 +118,8 @@ def test_resumed_conditional_run_keeps_its_checkpoints_grid(tmp_path):
     save_checkpoint(state, run)
     train(config_mod.override(load_run_config(run), {"epochs": 2}), run, resume=True, progress=False)
     with Image.open(run / "samples" / "epoch_002.png") as grid:
-        assert grid.size == (7 * 30 + 2, 30 + 2)
+        k = grid_scale(7 * 30 + 2)
+        assert grid.size == ((7 * 30 + 2) * k, (30 + 2) * k)
 
 
 def test_conditional_auto_follows_the_source(tmp_path):

@@ -8,6 +8,8 @@ from PIL import Image
 
 from gankit.cli import main
 
+from .conftest import grid_scale
+
 
 def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys):
     out = tmp_path / "walk.npy"
@@ -25,7 +27,8 @@ def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys
         assert gif.n_frames == 5 + 3  # there and back
     assert main(["generate", str(mlp_run), "--interpolate", "4", "-o", str(tmp_path / "w.png")]) == 0
     with Image.open(tmp_path / "w.png") as png:
-        assert png.size == (4 * 30 + 2, 8 * 30 + 2)  # default 8 walks, one per row
+        k = grid_scale(4 * 30 + 2)  # default 8 walks, one per row, enlarged to at least 512 px wide
+        assert png.size == ((4 * 30 + 2) * k, (8 * 30 + 2) * k)
 
 
 def test_generate_best_without_evaluations_says_why(tmp_path, capsys, mlp_run):

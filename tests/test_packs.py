@@ -103,7 +103,7 @@ def test_gankit_data_says_whether_the_folder_came_from_the_cache(tmp_path, cache
     root = _digits_folder(tmp_path / "imgs", n=10)
     assert main(["data", f"folder:{root}", "-o", str(tmp_path / "g.png")]) == 0
     assert "cache: packed into" in capsys.readouterr().out
-    assert main(["data", f"folder:{root}", "-o", str(tmp_path / "g.png")]) == 0
+    assert main(["data", f"folder:{root}", "-o", str(tmp_path / "g.png"), "--force"]) == 0
     assert "cache: reused the packed copy in" in capsys.readouterr().out
 
 
@@ -120,7 +120,7 @@ def test_pack_command_round_trips_mnist5k(tmp_path, capsys):
     assert np.load(dest / packs.IMAGES).shape == (5000, 1, 28, 28)  # a plain .npy: numpy reads it
     assert meta["fingerprint"] == loading.content_hash(memory)
     # never over an existing folder
-    assert main(["data", "mnist5k", "--pack", str(dest)]) == 2
+    assert main(["data", "mnist5k", "--pack", str(dest), "-o", str(tmp_path / "g2.png")]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -341,7 +341,7 @@ SLOW_PACKER = """
 import sys, time
 from pathlib import Path
 from gankit.data import folders
-folders.read_image = lambda path, size: time.sleep(120)  # workers that would outlive a killed parent
+folders.decode_file = lambda path, size, background: time.sleep(120)  # workers that would outlive a killed parent
 print("start", flush=True)
 list(folders.decode_all([Path(sys.argv[1])] * (4 * folders.CHUNK), 8, 0))
 """

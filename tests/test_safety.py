@@ -22,7 +22,7 @@ from gankit.run import lock as rundir
 from gankit.run.metrics_log import MetricsFile
 from gankit.training.launch import Trainer, resume, train
 
-from .conftest import snapshot, tiny_config
+from .conftest import grid_scale, snapshot, tiny_config
 
 GANKIT = [sys.executable, "-m", "gankit"]
 
@@ -289,7 +289,8 @@ def test_generate_refuses_to_overwrite_without_force(capsys, mlp_run, tmp_path):
     code, _, err = _cli(capsys, "generate", mlp_run, "-n", "4", "-o", out)
     assert code == 2 and "exists: pass --force" in err and out.read_bytes() == b"precious"
     assert _cli(capsys, "generate", mlp_run, "-n", "4", "-o", out, "--force")[0] == 0
-    assert read_png(out).shape == (1, 2 * 30 + 2, 2 * 30 + 2)
+    k = grid_scale(2 * 30 + 2)
+    assert read_png(out).shape == (1, (2 * 30 + 2) * k, (2 * 30 + 2) * k)
     folder = tmp_path / "pngs"
     folder.mkdir()
     (folder / "0000.png").write_bytes(b"mine")

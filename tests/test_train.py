@@ -13,7 +13,7 @@ from gankit.run import checkpoint, generator_file
 from gankit.run.checkpoint import load_checkpoint
 from gankit.training.launch import resume, train
 
-from .conftest import snapshot, tiny_config
+from .conftest import grid_scale, snapshot, tiny_config
 
 
 def _train_rows(run):
@@ -37,7 +37,8 @@ def test_one_epoch_writes_a_complete_run(request, fixture):
     # 16 samples of 28x28 with 2 px padding: 4 x 4 (simple-gan); the dcgan preset is conditional on the labeled
     # digits, so its grid has a column per class and 16 rounds up to 2 whole rows
     rows, cols = (2, 10) if generator_file.load_run_config(run).num_classes else (4, 4)
-    assert grid.shape == (1, rows * 30 + 2, cols * 30 + 2)
+    k = grid_scale(cols * 30 + 2)  # the file is enlarged to at least 512 px wide (TensorBoard's grid is not)
+    assert grid.shape == (1, (rows * 30 + 2) * k, (cols * 30 + 2) * k)
     state = checkpoint.load_checkpoint(run)
     assert state["epoch"] == 1 and state["step"] == 8
     weights = load_file(str(run / "generator.safetensors"))
@@ -247,7 +248,8 @@ def test_options_train_a_dcgan(tmp_path, sets):
     assert [g["lr"] for g in state["opt_d"]["param_groups"]] == [cfg["lr_d"] or cfg["lr"]]
     assert [p.name for p in sorted((run / "samples").glob("*.png"))] == ["epoch_001.png"]  # one per epoch
     # conditional on the labeled digits: sample_count 16 rounds up to 2 rows of 10 classes
-    assert read_png(run / "samples" / "epoch_001.png").shape == (1, 2 * 30 + 2, 10 * 30 + 2)
+    k = grid_scale(10 * 30 + 2)
+    assert read_png(run / "samples" / "epoch_001.png").shape == (1, (2 * 30 + 2) * k, (10 * 30 + 2) * k)
     exported = load_file(str(run / "generator.safetensors"))
     assert exported.keys() == state["ema"]["model"].keys()  # the dcgan preset exports its EMA generator
     assert all(torch.equal(exported[k], v) for k, v in state["ema"]["model"].items())

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="sample images from a trained run")
     g.add_argument("run_dir", metavar="RUN_DIR")
     g.add_argument("-n", type=int, help="number of images (default 64), or of walks with --interpolate (default 8)")
-    g.add_argument("-o", "--out", required=True, metavar="PATH", help=".png grid, .npy array, or a directory")
+    g.add_argument("-o", "--out", required=True, metavar="PATH", help=".png or .jpg grid, .npy array, or a directory")
     g.add_argument("--class", dest="klass", metavar="CLASS",
                    help="draw only this class, by name or index (conditional runs)")
     g.add_argument("--interpolate", type=int, default=0, metavar="FRAMES",
@@ -94,10 +94,13 @@ def _add_data(sub, sources: list[str]) -> None:
     d.add_argument("--data-dir", metavar="DIR")
     d.add_argument("--image-size", type=int, default=28)
     d.add_argument("--channels", type=int, default=0, help="1 or 3 (default: as the source)")
+    d.add_argument("--background", default="white", metavar="COLOR",
+                   help="what a folder's transparent pixels become: a color (default white) or none")
     d.add_argument("--pack", metavar="DIR", help="write the source to this new folder as a pack; train from "
                                                   "it with --data packed:DIR")
     d.add_argument("-n", type=int, default=64, help="images in the grid (default 64)")
     d.add_argument("-o", "--out", metavar="PNG", help="grid path (default data_SOURCE.png)")
+    d.add_argument("--force", action="store_true", help="replace an existing grid file")
 
 
 def _add_evaluate(sub) -> None:
@@ -149,13 +152,32 @@ def cmd_train(args: argparse.Namespace) -> None:
         changes.update({k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None})
         result = resume(args.resume, changes, progress=not args.no_progress)
     else:
-        cfg = config.resolve(args.preset, args.config, config.parse_sets(args.set), data=args.data,
+        notes: list[str] = []
+        cfg = config.resolve(args.preset, args.config, config.parse_sets(args.set), notes, data=args.data,
                              data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
                              image_size=args.image_size, device=args.device)
+        for line in notes if from_env().main else ():
+            console.say(line)
         out = Path(args.out) if args.out else default_run_dir(cfg)
         result = train(cfg, out, progress=not args.no_progress)
     if from_env().main:  # under torchrun, rank 0 speaks for the run
         print(result.summary())
+        print(_next_steps(result.run_dir))
+
+
+def _next_steps(run_dir: Path) -> str:
+    """What a finished `gankit train` suggests next: the commands, with this run's directory in them."""
+    import shlex
+
+    from gankit.run.layout import TENSORBOARD
+
+    run = shlex.quote(str(run_dir))
+    steps = [(f"gankit generate {run} -o samples.png", "a grid of samples"),
+             (f"gankit report {run}", "a page of curves, samples and health"),
+             (f"gankit evaluate {run}", "measure quality against the real images"),
+             (f"tensorboard --logdir {shlex.quote(str(run_dir / TENSORBOARD))}", "the training logs")]
+    width = max(len(command) for command, _ in steps)
+    return "\n".join(["what next:"] + [f"  {command:<{width}}  # {what}" for command, what in steps])
 
 
 def _device(name: str) -> str:
@@ -251,25 +273,31 @@ def cmd_classifier(args: argparse.Namespace) -> None:
 
 def cmd_data(args: argparse.Namespace) -> None:
     from gankit.data import loading
-    from gankit.images import grid, save_png
+    from gankit.files import atomic_write
+    from gankit.images import grid, parse_background, save_grid
     from gankit.inference.outputs import check_png
 
     if args.n < 1:
         raise GankitError(f"-n must be >= 1, got {args.n}")
     if args.channels not in (0, 1, 3):
         raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
+    parse_background(args.background)  # a bad color is one line before anything is read
     name = args.source.split(":", 1)[0] if args.source.startswith("folder:") else args.source
     out = Path(args.out or f"data_{name}.png")
     sources = [Path(args.source.split(":", 1)[1]).expanduser()] if ":" in args.source else []
     check_png(out, "the grid of real images", keep_out_of=sources + ([Path(args.pack)] if args.pack else []))
+    if out.exists() and not args.force:
+        raise GankitError(f"{out} exists: pass --force to replace it, or choose another -o")
     if args.pack:
-        dest = loading.pack(args.source, args.pack, args.data_dir, args.image_size, args.channels, console.say)
+        dest = loading.pack(args.source, args.pack, args.data_dir, args.image_size, args.channels, console.say,
+                            args.background)
         ds = loading.load(f"packed:{dest}", image_size=args.image_size)
     else:
-        ds = loading.load(args.source, args.data_dir, args.image_size, args.channels, say=console.say)
+        ds = loading.load(args.source, args.data_dir, args.image_size, args.channels, say=console.say,
+                          background=args.background)
     print(ds.describe())
     pick = ds.images[:: max(1, len(ds) // args.n)][: args.n]  # spread over the set (sources may be sorted)
-    save_png(grid(pick), out)
+    atomic_write(out, lambda tmp: save_grid(grid(pick), tmp))
     print(f"grid of {len(pick)} real images: {out}")
 
 

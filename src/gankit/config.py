@@ -19,6 +19,7 @@ import tomli_w
 from gankit.devices import native_bf16
 from gankit.errors import GankitError
 from gankit.files import atomic_write_text
+from gankit.images import parse_background
 from gankit.models.registry import MODELS, parse_d_channels
 from gankit.presets import PRESETS
 from gankit.training.augment import parse_policy
@@ -43,6 +44,8 @@ class Config:
     data_dir: str = ""  # "" -> $GANKIT_DATA_DIR or ~/.cache/gankit/data
     image_size: int = 28
     channels: int = 0  # 0 -> whatever the source holds (folders: 1 if every image is grayscale, else 3)
+    background: str = "white"  # folders: what transparent pixels are composited onto (a color, or none: the
+    #                            alpha is dropped and the stored colors kept)
     subset: int = 0  # train on the first N images only (0 = all); handy for smoke tests
     rotation: float = 0.0  # random rotation, degrees, applied to the whole batch on the device
     hflip: bool = False  # random horizontal flip (for folders of faces, not for digits)
@@ -63,8 +66,13 @@ class Config:
     d_norm: str = "auto"  # D's normalization: batch | layer | none; auto = layer for wgan-gp, else batch
     ema: float = 0.0  # generator EMA decay (e.g. 0.999); the EMA generator is sampled, evaluated, exported
     diffaug: str = ""  # differentiable augmentation of real and fake before D: translation,cutout,color
+    ada: bool = False  # adaptive discriminator augmentation (gankit.training.ada): p follows D's overfitting
+    ada_target: float = 0.6  # the r_t = E[sign(D(x_real))] that ADA holds D at (more augmentation above it)
+    ada_kimg: float = 100.0  # ADA's speed: thousands of images for p to go from 0 to 1 at the fastest
     time_limit: float = 0.0  # seconds of training, then the run ends cleanly (0 = none); the epoch it stops in
     #                          counts as done, so a resumed run starts with the next one
+    kimg: float = 0.0  # the training length in thousands of images shown, in place of epochs (0: epochs decides);
+    #                    it means the same on a folder of any size (the last epoch may end part way)
     # machinery
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -93,11 +101,12 @@ class Config:
 FIELDS = {f.name: f for f in fields(Config)}
 EVALUATOR_KINDS = ("auto", "classifier", "self")
 # Keys that a resumed run may change; everything else would make the checkpoint meaningless.
-RESUMABLE_KEYS = {"epochs", "device", "amp", "cpu_bf16", "compile", "fused", "log_every", "eval_every", "early_stop",
-                  "time_limit", "evaluator_kind"}
+RESUMABLE_KEYS = {"epochs", "kimg", "device", "amp", "cpu_bf16", "compile", "fused", "log_every", "eval_every",
+                  "early_stop", "time_limit", "evaluator_kind"}
 D_NORMS = ("auto", "batch", "layer", "none")
 # Sizes past what any architecture here or a machine's memory holds are refused before anything is allocated.
 MAX_IMAGE_SIZE, MAX_Z_DIM, MAX_BATCH, MAX_EVAL_SAMPLES = 1024, 4096, 65536, 100_000
+COLOR_PRESET, COLOR_SIZE = "color", 32  # what a folder of color pictures trains with when nothing is named
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # what device / --device accept
 
@@ -155,19 +164,67 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def resolve(preset: str | None = None, file: str | Path | None = None,
-            sets: dict[str, Any] | None = None, **flags: Any) -> Config:
-    """Build a validated Config from a preset name, a TOML file, --set values and explicit flags."""
+            sets: dict[str, Any] | None = None, notes: list[str] | None = None, **flags: Any) -> Config:
+    """Build a validated Config from a preset name, a TOML file, --set values and explicit flags.
+
+    What the data decides when nothing else does (data_defaults): a folder of color pictures gets the color
+    preset and its image size, a pack its own image size; a bare folder path is taken as folder:PATH. notes,
+    when given, receives a line for each such decision (the caller says them)."""
     values: dict[str, Any] = {}
     if file is not None:
         values.update(read_toml(file))
-    preset = preset or values.get("preset") or Config.preset
-    if preset not in PRESETS:
+    explicit = {**values, **(sets or {}), **{k: v for k, v in flags.items() if v is not None}}
+    preset = preset or explicit.get("preset")
+    if preset is not None and preset not in PRESETS:
         raise GankitError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
-    merged: dict[str, Any] = {"preset": preset, **PRESETS[preset], **values, **(sets or {})}
-    merged.update({k: v for k, v in flags.items() if v is not None})
+    chosen = data_defaults(str(explicit.get("data", PRESETS[preset or Config.preset].get("data", Config.data))),
+                           preset, "image_size" in explicit, notes if notes is not None else [])
+    preset = preset or chosen.pop("preset", Config.preset)
+    merged: dict[str, Any] = {**PRESETS[preset], **chosen, **explicit, "preset": preset}
+    merged.update({k: v for k, v in chosen.items() if k == "data"})
+    if "epochs" in explicit and "kimg" not in explicit:
+        merged["kimg"] = 0.0  # the length named wins over a preset's kimg budget
     cfg = Config(**{k: _coerce(k, v) for k, v in merged.items()})
     validate(cfg)
     return cfg
+
+
+def data_defaults(data: str, preset: str | None, sized: bool, notes: list[str]) -> dict[str, Any]:
+    """Values the source decides when the user did not: data (a bare folder path -> folder:PATH), preset (a
+    folder of color pictures -> color, when no preset was named) and image_size (a color folder -> the
+    preset's size, or 32 beside a preset that has none; a pack -> the size it holds). A line per decision is
+    appended to notes."""
+    from gankit.data import folders, packs
+    from gankit.data.sources import normalize
+
+    out: dict[str, Any] = {}
+    source, note = normalize(data)
+    if note:
+        out["data"] = source
+        notes.append(note)
+    kind, _, where = source.partition(":")
+    root = Path(where).expanduser()
+    if kind == "packed" and not sized and (root / packs.META).is_file():
+        try:
+            out["image_size"] = packs.open_pack(root).meta["image_size"]
+        except GankitError:
+            pass  # loading says what is wrong with it
+    if kind != "folder" or not root.is_dir():
+        return out
+    seen = folders.look(root)
+    if seen is None or not seen[0]:
+        return out
+    width, height = seen[1]
+    said = []
+    if preset is None:
+        out["preset"] = preset = COLOR_PRESET
+        said.append(f"the {preset} preset")
+    if not sized:
+        out["image_size"] = size = PRESETS[preset].get("image_size", COLOR_SIZE)
+        said.append(f"at {size}x{size} (quick on a CPU; --image-size 64 keeps more detail for ~4x the time)")
+    if said:
+        notes.append(f"{source} holds color pictures (about {width}x{height}): training {' '.join(said)}")
+    return out
 
 
 def validate(cfg: Config) -> None:
@@ -212,6 +269,9 @@ def validate(cfg: Config) -> None:
     need(not (cfg.loss == "wgan-gp" and cfg.d_norm == "batch"),
          "wgan-gp penalizes per-sample gradients, which BatchNorm mixes across the batch: use d_norm=layer or none")
     need(cfg.ema == 0 or 0.5 <= cfg.ema < 1, f"ema must be 0 (off) or a decay in [0.5, 1), got {cfg.ema}")
+    need(cfg.kimg >= 0, f"kimg must be >= 0 (0 = epochs decides), got {cfg.kimg}")
+    need(0 < cfg.ada_target < 1, f"ada_target must be in (0, 1), got {cfg.ada_target}")
+    need(cfg.ada_kimg > 0, f"ada_kimg must be > 0, got {cfg.ada_kimg}")
     need(cfg.time_limit >= 0, f"time_limit must be >= 0 seconds (0 = none), got {cfg.time_limit}")
     need(cfg.num_classes >= 0, f"num_classes must be >= 0, got {cfg.num_classes}")
     need(0 < cfg.g_width <= 16 and 0 < cfg.d_width <= 16,
@@ -220,6 +280,7 @@ def validate(cfg: Config) -> None:
     need(cfg.evaluator_kind in EVALUATOR_KINDS,
          f"evaluator_kind must be one of {', '.join(EVALUATOR_KINDS)}, got '{cfg.evaluator_kind}'")
     parse_policy(cfg.diffaug)
+    parse_background(cfg.background)
     need(DEVICE.fullmatch(cfg.device) is not None,
          f"device must be auto, cpu or cuda[:N], got '{cfg.device}'")
     MODELS[cfg.model].check_size(cfg.image_size)
@@ -305,8 +366,8 @@ def plan(cfg: Config, device_type: str, world_size: int = 1) -> Plan:
     autocast = (cfg.amp and device_type == "cuda") or (cfg.cpu_bf16 and device_type == "cpu" and native_bf16())
     # the fused step writes out the plain tutorial pair's math: anything that changes the step rules it out
     fused = (cfg.fused and cfg.model == "mlp" and cfg.loss == "bce" and not cfg.conditional and cfg.n_critic <= 1
-             and not cfg.r1_gamma and not cfg.diffaug and not cfg.spectral_norm and not cfg.compile and not autocast
-             and world_size == 1)
+             and not cfg.r1_gamma and not cfg.diffaug and not cfg.ada and not cfg.spectral_norm and not cfg.compile
+             and not autocast and world_size == 1)
     return Plan(fused=fused, autocast=autocast, channels_last=cfg.channels_last and cfg.model != "mlp",
                 compile=cfg.compile)
 

@@ -1,5 +1,6 @@
 """Image grids and PNG files: gankit tiles the grid (as torchvision's make_grid does, without importing
-torchvision), Pillow writes it. Grayscale stays one channel on disk."""
+torchvision), Pillow writes it. Grayscale stays one channel on disk. A grid written as a file is first
+enlarged by a whole factor (save_grid), so that a grid of 28x28 pictures is big enough to look at."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from gankit.errors import GankitError
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
@@ -30,6 +33,46 @@ def save_png(image: torch.Tensor, path: str | Path) -> None:
 
     array = image.detach().cpu().permute(1, 2, 0).numpy()
     Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path, format="PNG")
+
+
+def parse_background(text: str) -> tuple[int, int, int] | None:
+    """What a folder's transparent pixels are composited onto: a color as Pillow names them ("white", "black",
+    "#80c0ff", "rgb(0, 64, 0)") as (r, g, b), or None for "none" (the alpha is dropped: the stored colors
+    as they are, which for palette images is often a color nobody meant to show)."""
+    from PIL import ImageColor
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        rgb = ImageColor.getrgb(text.strip())
+    except ValueError:
+        raise GankitError(f"background must be a color (white, black, #rrggbb, rgb(r, g, b)) or none, "
+                          f"got '{text}'") from None
+    return rgb[0], rgb[1], rgb[2]
+
+
+def save_jpeg(image: torch.Tensor, path: str | Path, quality: int = 95) -> None:
+    """Write one C x H x W uint8 tensor (C = 1 or 3) as a JPEG."""
+    from PIL import Image
+
+    array = image.detach().cpu().permute(1, 2, 0).numpy()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path, format="JPEG", quality=quality)
+
+
+MIN_GRID_WIDTH = 512  # pixels: a grid file narrower than this is enlarged (an 8x8 grid of 28x28 is 242 wide)
+
+
+def upscale(image: torch.Tensor, min_width: int = MIN_GRID_WIDTH) -> torch.Tensor:
+    """A C x H x W image enlarged by the smallest whole factor k that makes it at least min_width wide, each
+    pixel repeated k times on both axes (nearest neighbour, no blur); k = 1 (the image itself) when it is
+    already wide enough."""
+    k = max(1, -(-min_width // image.shape[-1]))
+    return image if k == 1 else image.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1)
+
+
+def save_grid(grid: torch.Tensor, path: str | Path, min_width: int = MIN_GRID_WIDTH, jpeg: bool = False) -> None:
+    """Write a C x H x W uint8 grid as a PNG (or a JPEG of quality 95), enlarged by upscale(grid, min_width)."""
+    (save_jpeg if jpeg else save_png)(upscale(grid, min_width), path)
 
 
 GRAY_MODES = ("1", "L", "LA", "I", "F")  # Pillow modes of one (gray) channel, besides 16-bit "I;16*"

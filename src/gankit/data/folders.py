@@ -28,30 +28,56 @@ import torch
 from gankit.data import packs, transforms
 from gankit.errors import GankitError
 from gankit.files import cache_dir, slug
-from gankit.images import is_gray
+from gankit.images import is_gray, parse_background
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 CHUNK = 64  # files per task given to a decoding worker
-DECODER_VERSION = 1  # bump when read_image's pixels change: older cached packs are then not reused
+SKIPPED_NAMED = 5  # unreadable files named in what packing says (and in pack.json); the rest are counted
+DECODER_VERSION = 2  # bump when read_image's pixels change: older cached packs are then not reused
 
 
-def read_image(path: Path, image_size: int):
-    """Decode, resize the short side to image_size and center-crop; None if the file is unreadable (damaged,
-    not an image, or a decompression bomb: more pixels than Pillow's MAX_IMAGE_PIXELS, whatever its size on
-    disk). 16-bit grayscale is scaled to 8 bits, not clipped. A uint8 tensor C x H x W, C = 1 or 3."""
+def read_image(path: Path, image_size: int, background: str = "white") -> torch.Tensor | None:
+    """One file as decode_file decodes it (a uint8 C x H x W tensor), without the transparency flag."""
+    decoded = decode_file(path, image_size, background)
+    return None if decoded is None else decoded[0]
+
+
+def decode_file(path: Path, image_size: int, background: str = "white") -> tuple[torch.Tensor, bool] | None:
+    """Decode, composite any transparency onto `background` (gankit.images.parse_background: a color, or
+    "none" to drop the alpha and keep the stored colors), resize the short side to image_size and
+    center-crop. Returns (uint8 tensor C x H x W with C = 1 or 3, whether the file had transparency), or None
+    if the file is unreadable (damaged, not an image, or a decompression bomb: more pixels than Pillow's
+    MAX_IMAGE_PIXELS, whatever its size on disk). 16-bit grayscale is scaled to 8 bits, not clipped; no
+    warning of Pillow's reaches the terminal (palette transparency, truncated metadata): the caller counts."""
     from PIL import Image, UnidentifiedImageError
 
+    fill = parse_background(background)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
-                gray = is_gray(img.mode) or (img.mode == "P" and all(r == g == b for r, g, b in _palette_rgb(img)))
-                img = _to_8_bits(img) if gray else img.convert("RGB")
+                img, transparent = _flatten(img, fill)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning):
         return None
-    return transforms.resize_crop(transforms.pil_to_tensor(img), image_size)
+    return transforms.resize_crop(transforms.pil_to_tensor(img), image_size), transparent
+
+
+def _flatten(img, fill: tuple[int, int, int] | None):
+    """(an image in mode L or RGB, whether it had transparency). Palette, LA, PA, RGBA and images with a
+    transparent color key are composited onto `fill` (None: the alpha is dropped); a gray image on a gray
+    background stays one channel."""
+    from PIL import Image
+
+    gray = is_gray(img.mode) or (img.mode in ("P", "PA") and all(r == g == b for r, g, b in _palette_rgb(img)))
+    transparent = "A" in img.getbands() or "transparency" in img.info
+    if transparent and fill is not None:
+        rgba = _to_8_bits(img).convert("RGBA") if img.mode.startswith("I") else img.convert("RGBA")
+        flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (*fill, 255)), rgba).convert("RGB")
+        return (flat.convert("L") if gray and fill[0] == fill[1] == fill[2] else flat), True
+    return (_to_8_bits(img) if gray else img.convert("RGB")), transparent
 
 
 def _to_8_bits(img):
@@ -77,6 +103,29 @@ def list_images(root: Path) -> list[Path]:
         raise GankitError(f"no images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, "
                           "flat or one subfolder per class)")
     return paths
+
+
+def look(root: Path, sample: int = 64) -> tuple[bool, tuple[int, int]] | None:
+    """A quick look at a folder before anything is decoded: (whether any of up to `sample` files spread over it
+    holds color, their median width and height), from the files' headers alone; None when none opens."""
+    from PIL import Image
+
+    paths = list_images(root)
+    color, sizes = False, []
+    for p in paths[:: max(1, len(paths) // sample)][:sample]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(p) as img:
+                    sizes.append(img.size)
+                    color = color or not (is_gray(img.mode) or (img.mode in ("P", "PA") and all(
+                        r == g == b for r, g, b in _palette_rgb(img))))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue
+    if not sizes:
+        return None
+    widths, heights = sorted(w for w, _ in sizes), sorted(h for _, h in sizes)
+    return color, (widths[len(widths) // 2], heights[len(heights) // 2])
 
 
 def fingerprint(root: Path, paths: list[Path]) -> str:
@@ -116,23 +165,29 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _decode(task: tuple[list[Path], int, int]) -> list[np.ndarray | None]:
-    """Decode files at image_size with `channels` (0: as they are); None for an unreadable file."""
-    paths, image_size, channels = task
+def _decode(task: tuple[list[Path], int, int, str]) -> list[tuple[np.ndarray, bool] | None]:
+    """Decode files at image_size with `channels` (0: as they are) onto `background`: (pixels, had
+    transparency) per file, None for an unreadable one."""
+    paths, image_size, channels, background = task
     out = []
     for p in paths:
-        t = read_image(p, image_size)
-        if t is not None and channels == 1 and t.shape[0] == 3:
+        decoded = decode_file(p, image_size, background)
+        if decoded is None:
+            out.append(None)
+            continue
+        t, transparent = decoded
+        if channels == 1 and t.shape[0] == 3:
             t = transforms.rgb_to_grayscale(t)
-        elif t is not None and channels == 3 and t.shape[0] == 1:
+        elif channels == 3 and t.shape[0] == 1:
             t = t.expand(3, -1, -1)
-        out.append(None if t is None else t.numpy())
+        out.append((t.numpy(), transparent))
     return out
 
 
-def decode_all(paths: list[Path], image_size: int, channels: int) -> Iterator[np.ndarray | None]:
+def decode_all(paths: list[Path], image_size: int, channels: int,
+               background: str = "white") -> Iterator[tuple[np.ndarray, bool] | None]:
     """Every file decoded, in order, by worker processes (in this process when there are only a few)."""
-    tasks = [(paths[i:i + CHUNK], image_size, channels) for i in range(0, len(paths), CHUNK)]
+    tasks = [(paths[i:i + CHUNK], image_size, channels, background) for i in range(0, len(paths), CHUNK)]
     workers = min(len(os.sched_getaffinity(0)), len(tasks))
     if workers < 2:
         for task in tasks:
@@ -147,17 +202,21 @@ def decode_all(paths: list[Path], image_size: int, channels: int) -> Iterator[np
 
 
 # ------------------------------------------------------------------ the cache
-def pack_folder(root: Path, dest: Path, image_size: int, channels: int, files: list[Path] | None = None) -> Path:
-    """Decode the folder into a new pack at dest (unreadable files are left out and counted)."""
+def pack_folder(root: Path, dest: Path, image_size: int, channels: int, files: list[Path] | None = None,
+                background: str = "white") -> Path:
+    """Decode the folder into a new pack at dest. Unreadable files are left out, counted and the first few
+    named in pack.json ("skipped", "skipped_files"); so is how many had transparency ("transparent")."""
     paths = files if files is not None else list_images(root)
     before = fingerprint(root, paths)
     labels, classes = layout_labels(root, paths)
     writer = packs.PackWriter(dest, image_size, channels)
     kept: list[int] = []
+    transparent = 0
     try:
-        for i, image in enumerate(decode_all(paths, image_size, channels)):
-            if image is not None:
-                writer.add(image)
+        for i, decoded in enumerate(decode_all(paths, image_size, channels, background)):
+            if decoded is not None:
+                writer.add(decoded[0])
+                transparent += decoded[1]
                 kept.append(i)
         if not kept:
             raise GankitError(f"none of the {len(paths)} image files in {root} could be read")
@@ -165,21 +224,44 @@ def pack_folder(root: Path, dest: Path, image_size: int, channels: int, files: l
             raise GankitError(f"{root} changed while it was being packed (files added, removed or modified): "
                               "run again once it is stable (nothing was cached)")
         return writer.finish(f"folder:{root}", before, None if labels is None else labels[kept], classes,
-                             skipped=len(paths) - len(kept), decoder=DECODER_VERSION)
+                             skipped=len(paths) - len(kept), skipped_files=_skipped(root, paths, kept),
+                             transparent=transparent, background=background, decoder=DECODER_VERSION)
     except BaseException:
         writer.abort()
         raise
 
 
-def cached_pack(root: Path, image_size: int, channels: int, say=None) -> tuple[packs.Pack, bool]:
+def _skipped(root: Path, paths: list[Path], kept: list[int], first: int = SKIPPED_NAMED) -> list[str]:
+    """The first few unreadable files' names, relative to the folder."""
+    left_out = sorted(set(range(len(paths))) - set(kept))[:first]
+    return [paths[i].relative_to(root).as_posix() for i in left_out]
+
+
+def decoding_notes(meta: dict) -> list[str]:
+    """What packing did that a user should hear of, a line each: files skipped (named) and transparency."""
+    notes = []
+    if skipped := meta.get("skipped", 0):
+        names = [str(n) for n in meta.get("skipped_files") or []][:SKIPPED_NAMED]
+        more = f" and {skipped - len(names)} more" if skipped > len(names) else ""
+        notes.append(f"skipped {skipped} unreadable file(s): {', '.join(names)}{more}")
+    if transparent := meta.get("transparent", 0):
+        background = str(meta.get("background", "white"))
+        how = ("their alpha dropped (background=none)" if background.lower() == "none"
+               else f"composited onto {background} (setting background=COLOR or none changes it)")
+        notes.append(f"{transparent} of {meta.get('count', transparent)} images have transparency: {how}")
+    return notes
+
+
+def cached_pack(root: Path, image_size: int, channels: int, say=None,
+                background: str = "white") -> tuple[packs.Pack, bool]:
     """The folder's pack from the cache, made now if there is none for its current files.
     Returns (pack, True if it came from the cache). A damaged cache entry is deleted and made again."""
     root = root.resolve()
     paths = list_images(root)
-    key = hashlib.sha256(f"{fingerprint(root, paths)}|{image_size}|{channels}|{DECODER_VERSION}|"
+    key = hashlib.sha256(f"{fingerprint(root, paths)}|{image_size}|{channels}|{background}|{DECODER_VERSION}|"
                          f"{packs.VERSION}".encode()).hexdigest()[:16]
     where = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    family = f"{slug(root.name, 40) or 'folder'}-{where}-{image_size}x{channels or 'auto'}"
+    family = f"{slug(root.name, 40) or 'folder'}-{where}-{image_size}x{channels or 'auto'}-{slug(background, 20)}"
     home = cache_dir() / "packs"
     dest = home / f"{family}-{key}"
     if dest.exists():
@@ -193,10 +275,12 @@ def cached_pack(root: Path, image_size: int, channels: int, say=None) -> tuple[p
     if say:
         say(f"packing {len(paths)} images of {root} into {dest} (once; later runs map it)")
     start = time.perf_counter()
-    pack_folder(root, dest, image_size, channels, paths)
+    pack_folder(root, dest, image_size, channels, paths, background)
     for old in home.glob(f"{family}-*"):  # older packs of this folder at this size: superseded
         if old.name != dest.name and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
     pack = packs.open_pack(dest)
     pack.meta["seconds"] = round(time.perf_counter() - start, 2)
+    for line in decoding_notes(pack.meta) if say else ():
+        say(line)
     return pack, False

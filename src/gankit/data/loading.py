@@ -13,14 +13,14 @@ import os
 import pickle
 import socket
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gankit.data import folders, packs, transforms
-from gankit.data.sources import SOURCES, TORCHVISION_SOURCES
+from gankit.data.sources import TORCHVISION_SOURCES, normalize, unknown
 from gankit.errors import GankitError
 
 
@@ -36,7 +36,7 @@ class ImageData:
     fingerprint: str | None = None  # what a pack was made from (folder: names, sizes, mtimes); None in memory
     pack: Path | None = None  # the pack the images are mapped from
     cache: str = ""  # for folders: whether the pack came from the cache
-
+    notes: list[str] = field(default_factory=list)  # what decoding did: files skipped (named), transparency
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -55,8 +55,7 @@ class ImageData:
             lines.append(f"classes: {len(self.classes)}: {per_class}")
         else:
             lines.append("classes: none (unlabeled)")
-        if self.skipped:
-            lines.append(f"skipped: {self.skipped} unreadable file(s)")
+        lines += self.notes or ([f"skipped {self.skipped} unreadable file(s)"] if self.skipped else [])
         if self.cache:
             lines.append(f"cache: {self.cache}")
         elif self.pack:
@@ -83,20 +82,24 @@ def default_data_dir() -> Path:
 
 
 def load(source: str, data_dir: str | Path | None = None, image_size: int = 28, channels: int = 0,
-         subset: int = 0, say=None) -> ImageData:
+         subset: int = 0, say=None, background: str = "white") -> ImageData:
     """Load a source by name, resized to image_size and converted to `channels` (0: keep).
-    Folders and packs come memory-mapped; say(message) hears about folder packing (None: silent)."""
+    Folders and packs come memory-mapped, a folder's transparency composited onto `background`
+    (gankit.images.parse_background); say(message) hears about folder packing (None: silent)."""
     data_dir = Path(data_dir) if data_dir else default_data_dir()
+    source, note = normalize(source)
+    if note and say:
+        say(note)
     if source == "mnist5k":
         data = _load_mnist5k()
     elif source in TORCHVISION_SOURCES:
         data = _load_torchvision(source, data_dir)
     elif source.startswith("folder:"):
-        data = _load_folder(Path(source[len("folder:"):]).expanduser(), image_size, channels, say)
+        data = _load_folder(Path(source[len("folder:"):]).expanduser(), image_size, channels, say, background)
     elif source.startswith("packed:"):
         data = _load_packed(Path(source[len("packed:"):]).expanduser(), image_size, channels)
     else:
-        raise GankitError(f"unknown data source '{source}' (choose from: {', '.join(SOURCES)})")
+        raise GankitError(unknown(source))
     if subset and subset < len(data):
         # a fixed random subset (mnist5k is sorted by class: the first N would all be zeros)
         keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:subset].sort().values
@@ -109,15 +112,20 @@ def load(source: str, data_dir: str | Path | None = None, image_size: int = 28, 
     return data
 
 
-def prepare(source: str, image_size: int = 28, channels: int = 0, say=None) -> None:
+def load_for(cfg, say=None) -> ImageData:
+    """The data a run's config describes (its source, size, channels, subset, background)."""
+    return load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset, say, cfg.background)
+
+
+def prepare(source: str, image_size: int = 28, channels: int = 0, say=None, background: str = "white") -> None:
     """Do the once-only work of a source (a folder's packing) so that loading it is cheap: several processes
     call this on one of them first, then all load."""
     if source.startswith("folder:"):
-        folders.cached_pack(Path(source[len("folder:"):]).expanduser(), image_size, channels, say)
+        folders.cached_pack(Path(source[len("folder:"):]).expanduser(), image_size, channels, say, background)
 
 
 def pack(source: str, dest: str | Path, data_dir: str | Path | None = None, image_size: int = 28,
-         channels: int = 0, say=None) -> Path:
+         channels: int = 0, say=None, background: str = "white") -> Path:
     """Decode a source once into a new pack at dest (which must not exist, or be an empty folder); returns dest.
     A folder is decoded by worker processes straight into the pack; other sources are loaded, then written."""
     dest = Path(dest).expanduser()
@@ -130,7 +138,10 @@ def pack(source: str, dest: str | Path, data_dir: str | Path | None = None, imag
         root = Path(source[len("folder:"):]).expanduser().resolve()
         if say:
             say(f"packing the images of {root} into {dest}")
-        return folders.pack_folder(root, dest, image_size, channels)
+        done = folders.pack_folder(root, dest, image_size, channels, background=background)
+        for line in folders.decoding_notes(packs.open_pack(done).meta) if say else ():
+            say(line)
+        return done
     return write_pack(load(source, data_dir, image_size, channels), dest)
 
 
@@ -221,8 +232,8 @@ def _try_download(cls, data_dir: Path):
         socket.setdefaulttimeout(previous)
 
 
-def _load_folder(root: Path, image_size: int, channels: int, say=None) -> ImageData:
-    pack, hit = folders.cached_pack(root, image_size, channels, say)
+def _load_folder(root: Path, image_size: int, channels: int, say=None, background: str = "white") -> ImageData:
+    pack, hit = folders.cached_pack(root, image_size, channels, say, background)
     data = _from_pack(pack, f"folder:{root}")
     data.cache = f"reused the packed copy in {pack.path}" if hit else \
         f"packed into {pack.path} in {pack.meta.get('seconds', 0):.1f} s (later runs map it)"
@@ -235,7 +246,7 @@ def _from_pack(pack: packs.Pack, name: str) -> ImageData:
         warnings.simplefilter("ignore", UserWarning)
         images = torch.from_numpy(pack.images)
     return ImageData(images, labels, pack.classes, name, pack.meta.get("skipped", 0), pack.fingerprint,
-                     pack=pack.path)
+                     pack=pack.path, notes=folders.decoding_notes(pack.meta))
 
 
 def _load_packed(path: Path, image_size: int, channels: int) -> ImageData:

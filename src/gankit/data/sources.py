@@ -13,3 +13,32 @@ TORCHVISION_SOURCES = {
                                                    "data_batch_5", "test_batch", "batches.meta"]),
 }
 SOURCES = ["mnist5k", *TORCHVISION_SOURCES, "folder:PATH", "packed:DIR"]
+NAMES = ["mnist5k", *TORCHVISION_SOURCES]
+
+
+def normalize(text: str) -> tuple[str, str | None]:
+    """A source as the user typed it -> (the source, a note when it was read from a bare path): an existing
+    folder given without `folder:` is taken as one (as `packed:` when it holds a pack.json)."""
+    from pathlib import Path
+
+    if text in NAMES or text.startswith(("folder:", "packed:")):
+        return text, None
+    path = Path(text).expanduser()
+    if path.is_dir():
+        kind = "packed" if (path / "pack.json").is_file() else "folder"
+        return f"{kind}:{text}", f"taking {text} as {kind}:{text}"
+    return text, None
+
+
+def unknown(text: str) -> str:
+    """The one line for a source that is none of SOURCES: what it may have meant, and the choices."""
+    import difflib
+
+    close = difflib.get_close_matches(text.lower(), NAMES, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean {close[0]}? "
+    elif "/" in text or text.startswith((".", "~")):
+        hint = f"no folder {text} exists; a folder of images is folder:PATH. "
+    else:
+        hint = ""
+    return f"unknown data source '{text}' ({hint}choose from: {', '.join(SOURCES)})"

@@ -63,6 +63,9 @@ def add_parser(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     s.add_argument("detector", metavar="DETECTOR_DIR")
     s.add_argument("files", nargs="+", metavar="FILE")
     s.add_argument("--json", action="store_true", help="print one JSON list instead of a line per file")
+    s.add_argument("--resize", action="store_true",
+                   help="resize pictures of another size than the detector's (short side, then center crop) "
+                        "instead of refusing them; said on stderr (and as resized_from with --json)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -100,10 +103,14 @@ def _eval(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     from gankit.detect.evaluation import CAVEAT, score_files
 
-    scores = score_files(args.detector, args.files)
+    scores = score_files(args.detector, args.files, resize=args.resize)
     console.note(CAVEAT)
+    for note in scores.notes:
+        console.note(note)
     if args.json:
-        print(json.dumps([{"file": f, "p_generated": round(p, 6)} for f, p in scores]))
+        print(json.dumps([{"file": f, "p_generated": round(p, 6),
+                           **({"resized_from": "{}x{}".format(*scores.resized[f])} if f in scores.resized else {})}
+                          for f, p in scores]))
     else:
         for file, p in scores:
             print(f"{file}\t{p:.4f}")

@@ -21,7 +21,10 @@ training does not change it); the detector records the run, epoch and step they 
   projection term says "not this class", as evidence of fakeness; the evaluator's predicted class would make the
   score depend on a second network. `label_rule="mean"` is there to measure the difference (BENCHMARKS.md).
 - D's real images: the run's training data; `detect train --method discriminator` records their hashes, so an
-  evaluation on the same source leaves them out like any detector's training images.
+  evaluation on the same source leaves them out like any detector's training images. A run trained with
+  `holdout` > 0 never trained on its held-out images (quality.evaluator.held_out): the detector records them too
+  and its evaluations on the run's source measure real images with exactly those, and its BatchNorm statistics
+  come from the trained images alone.
 """
 
 from __future__ import annotations

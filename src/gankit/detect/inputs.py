@@ -36,15 +36,19 @@ def image_hashes(images: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def unseen(images: torch.Tensor, seen: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, int]:
-    """(indices of up to n images, in a seeded random order, whose hashes are not in seen; how many images
-    met on the way were left out because they are in seen)."""
+def unseen(images: torch.Tensor, seen: torch.Tensor, n: int, seed: int,
+           only: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """(indices of up to n images, in a seeded random order, whose hashes are not in seen, and with `only`
+    are in only (a run's held-out images); how many images met on the way were left out because they are in
+    seen)."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     kept, have, left_out = [], 0, 0
     for start in range(0, len(order), 4096):
         index = order[start:start + 4096]
-        fresh = ~torch.isin(image_hashes(images[index]), seen)
-        left_out += int((~fresh).sum())
+        hashes = image_hashes(images[index])
+        trained = torch.isin(hashes, seen)
+        fresh = ~trained if only is None else ~trained & torch.isin(hashes, only)
+        left_out += int(trained.sum())
         kept.append(index[fresh])
         have += int(fresh.sum())
         if have >= n:

@@ -3,7 +3,8 @@
 DETECTOR_DIR/
   detector.toml          the method, the image shape it takes, its settings (all that rebuilds it)
   detector.safetensors   what it learned (a CNN's weights, a logistic head, a copied evaluator or D), and the
-                         64-bit hashes of every real and fake image it was trained on (real_hashes, fake_hashes)
+                         64-bit hashes of every real and fake image it was trained on (real_hashes, fake_hashes;
+                         a discriminator's of a run with holdout also held_hashes: the run's held-out images)
   trained_on.json        the real source and how it was split, the fakes (run, epoch, seed; or the files),
                          validation numbers, time
   metrics.jsonl          training records, then one "eval" record per `gankit detect eval` (gankit.run.metrics_log)

@@ -9,7 +9,8 @@ detector: `gankit detect eval` leaves those images out wherever they come from.
 
 The image shape is the fakes' (a run's config, an array's shape, a folder's first image); real images are
 loaded at that shape as training loads them. `--method discriminator --run RUN_DIR` trains nothing: it copies
-the run's D and records the run's training data as its real images.
+the run's D and records the run's training data as its real images; a run trained with holdout > 0 also gives
+the hashes of its held-out images (the trainer skipped them), the real images its evaluations measure with.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class Trained:
         if self.method == "discriminator":
             return (f"wrote {self.path}: the discriminator of {self.trained_on['run']} (epoch "
                     f"{self.trained_on['epoch']}), nothing trained; {real.get('n_used')} real images of "
-                    f"{real.get('source')} that D trained on are left out of its evaluations")
+                    f"{real.get('source')} that D trained on are left out of its evaluations"
+                    + (f", which measure real images with the run's {real['n_held_out']} held-out ones (holdout="
+                       f"{real['holdout']:g}): D never saw them" if real.get("n_held_out") else
+                       " (a run trained with `--set holdout=0.1` keeps real images D never sees for them)"))
         fakes = ", ".join(f"{f.get('n')} from {f.get('path')}" for f in self.trained_on.get("fakes", []))
         return (f"wrote {self.path}: a {self.method} detector trained on {real.get('n_used')} real images of "
                 f"{real.get('source')} and fakes ({fakes}); validation AUC {val['auc']:.4f}, accuracy at 0.5 "
@@ -185,14 +189,20 @@ def _discriminator(run: str | Path | None, out: Path, label_rule: str, batchnorm
     if not run:
         raise GankitError("--method discriminator needs --run RUN_DIR: the run whose D judges the images")
     cfg = load_run_config(run)
-    data = loading.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:CALIBRATION].sort().values
-    detector = DiscriminatorDetector.from_run(run, data.images[order], label_rule, batchnorm)
+    data = loading.load_for(cfg)
+    held = ev.held_out(data, cfg.holdout)  # the images the trainer skipped: real pictures D never saw
+    trained = torch.nonzero(~torch.isin(torch.arange(len(data)), held)).flatten()
+    order = trained[torch.randperm(len(trained), generator=torch.Generator().manual_seed(0))[:CALIBRATION]]
+    detector = DiscriminatorDetector.from_run(run, data.images[order.sort().values], label_rule, batchnorm)
     s = detector.settings
     trained_on = {"trained": False, "run": s["run"], "epoch": s["epoch"], "step": s["step"],
-                  "real": {"source": cfg.data, "subset": cfg.subset, "n_used": len(data)},
+                  "real": {"source": cfg.data, "subset": cfg.subset, "n_used": len(trained), "holdout": cfg.holdout},
                   "fakes": [{"kind": fake_sources.RUN, "path": s["run"], "note": "D trained against this generator"}]}
-    tensors = {**detector.tensors(), "real_hashes": inputs.image_hashes(data.images)}
+    tensors = {**detector.tensors(), "real_hashes": inputs.image_hashes(data.images[trained])}
+    if len(held):  # what its evaluations measure real images with (a picture D also trained on was seen)
+        held_hashes = inputs.image_hashes(data.images[held])
+        tensors["held_hashes"] = held_hashes[~torch.isin(held_hashes, tensors["real_hashes"])]
+        trained_on["real"]["n_held_out"] = len(tensors["held_hashes"])
     path = store.write(out, _config("discriminator", (cfg.channels, cfg.image_size), s), tensors, trained_on,
                        [{"kind": "trained", "seconds": 0.0, "run": s["run"], "epoch": s["epoch"]}])
     return Trained(path, "discriminator", trained_on)

@@ -12,7 +12,7 @@ from numpy.lib.format import open_memmap
 from gankit.data import batches
 from gankit.errors import GankitError
 from gankit.files import atomic_write
-from gankit.images import grid, save_gif, save_png
+from gankit.images import grid, save_gif, save_grid, save_png
 from gankit.inference.outputs import check_output
 from gankit.inference.sampling import BLOCK, sample_blocks
 from gankit.inference.trained import find_class, load
@@ -33,6 +33,7 @@ def latent_walks(rows: int, frames: int, z_dim: int, seed: int = 0) -> torch.Ten
     return ends[:-1].unsqueeze(1) * (1 - t) + ends[1:].unsqueeze(1) * t
 
 
+GRIDS = (".png", ".jpg", ".jpeg")  # output suffixes written as one grid picture (JPEG: quality 95)
 MAX_SAMPLES = 10_000_000  # .npy files and folders are written block by block: memory stays flat for any n
 MAX_GRID = 4096  # images in one PNG grid (and per GIF frame)
 MAX_WALK_IMAGES = 100_000  # walks x frames with --interpolate
@@ -46,7 +47,8 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
     Args:
         run_dir: a gankit run directory.
         n: images (default 64), or walks with interpolate (default 8).
-        out: a .png path (one grid), a .npy path (float32 N x C x H x W in [-1, 1]) or a directory (a PNG each).
+        out: a .png or .jpg/.jpeg path (one grid, enlarged to at least 512 px wide), a .npy path (float32
+            N x C x H x W in [-1, 1]) or a directory (a PNG each, at the generator's size).
         seed: the noise seed: the same seed draws the same images (gankit.load(run_dir).sample(n, seed) too).
         device: "cpu", "cuda", ...
         klass: draw only this class, by name or index (conditional runs).
@@ -68,7 +70,7 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
     noise = latent_walks(n, interpolate, generator.z_dim, seed).reshape(total, -1) if interpolate else None
     blocks = sample_blocks(generator, total, generator.z_dim, seed, device=device, labels=labels, noise=noise)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if gif or kind in (".png", ".gif"):  # held whole: at most MAX_GRID images per grid, MAX_WALK_IMAGES walks
+    if gif or kind in (*GRIDS, ".gif"):  # held whole: at most MAX_GRID images per grid, MAX_WALK_IMAGES walks
         floats = torch.cat(list(blocks))
         blocks, images = floats.split(BLOCK), batches.to_uint8(floats)
     if gif:
@@ -80,10 +82,10 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
         _write_folder(out, blocks, total)
     elif kind == ".npy":
         _write_npy(out, blocks, (total, *generator.image_shape))
-    elif kind == ".png":
+    elif kind in GRIDS:
         # a walk per row; a conditional grid of mixed classes has one class per column
         nrow = interpolate or (generator.num_classes if generator.num_classes and klass is None else None)
-        atomic_write(out, lambda tmp: save_png(grid(images, nrow=nrow), tmp))
+        atomic_write(out, lambda tmp: save_grid(grid(images, nrow=nrow), tmp, jpeg=kind != ".png"))
     return out
 
 
@@ -97,12 +99,13 @@ def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path, se
         raise GankitError(f"--interpolate needs at least 2 frames, got {interpolate}")
     if gif and not interpolate:
         raise GankitError("--gif animates a latent walk: add --interpolate FRAMES")
-    if kind not in (".png", ".npy", "dir") and not (gif and kind == ".gif"):
-        raise GankitError(f"output {out} must end in .png (grid) or .npy (array), or be a directory")
+    if kind not in (*GRIDS, ".npy", "dir") and not (gif and kind == ".gif"):
+        raise GankitError(f"output {out} must end in .png, .jpg or .jpeg (a grid) or .npy (an array), "
+                          "or be a directory")
     total = n * interpolate if interpolate else n
     if interpolate and total > MAX_WALK_IMAGES:
         raise GankitError(f"{n} walks of {interpolate} frames are {total:,} images: at most {MAX_WALK_IMAGES:,}")
-    per_grid = max(total if kind == ".png" else 0, n if gif else 0)  # a PNG grid; a GIF frame: one per walk
+    per_grid = max(total if kind in GRIDS else 0, n if gif else 0)  # a PNG grid; a GIF frame: one per walk
     if per_grid > MAX_GRID:
         raise GankitError(f"a grid of {per_grid:,} images is too large to look at (at most {MAX_GRID:,}): "
                           "write a .npy file or a folder instead")

@@ -42,7 +42,8 @@ def check_output(out: Path, targets: Iterable[Path], force: bool, what: str, fol
 def check_png(out: Path, what: str, keep_out_of: Iterable[Path] = ()) -> None:
     """A picture a command draws (a grid of real images, a ROC curve): a path ending in .png, never inside a
     run directory, a pack, a detector folder or a folder the command reads (keep_out_of), and never over
-    anything but a file. An existing PNG there is drawn again."""
+    anything but a file. Whether an existing PNG there may be drawn again is the caller's rule (`gankit data`
+    asks for --force)."""
     if out.suffix.lower() != ".png":
         raise GankitError(f"{out}: {what} is a PNG image: give a path ending in .png (nothing was written)")
     run = run_dir_holding(out)

@@ -76,7 +76,7 @@ def evaluate(run_dir: str | Path, n: int | None = None, evaluator: str | None = 
     name = layout.BEST if best else layout.GENERATOR
     generator, cfg = generator_file.load_generator(run_dir, device, name=name)
     info = generator_file.export_info(run_dir, name)
-    data = loading.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
+    data = loading.load_for(cfg)
     chosen = evaluator if features == "inception" else evaluator or cfg.evaluator or None
     model = ev.features_for(data, features, chosen, device=device, progress=progress, kind=kind or cfg.evaluator_kind)
     ref = ev.reference_for(data, model)

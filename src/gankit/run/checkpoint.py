@@ -47,7 +47,7 @@ MAX_GRID_NOISE = 1024  # config's largest sample_count; a conditional grid round
 STATE_KEYS: dict[str, type] = {"generator": dict, "discriminator": dict, "opt_g": dict, "opt_d": dict,
                                "epoch": int, "step": int, "rng": torch.Tensor, "fixed_noise": torch.Tensor}
 # Written by every gankit since they were added; older checkpoints resume without them.
-OPTIONAL_KEYS: dict[str, type] = {"ema": dict, "loss_g": torch.Tensor, "rng_device": str, "quality": dict,
+OPTIONAL_KEYS: dict[str, type] = {"ema": dict, "ada": dict, "loss_g": torch.Tensor, "rng_device": str, "quality": dict,
                                   "config": dict}
 
 

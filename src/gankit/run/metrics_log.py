@@ -127,8 +127,8 @@ class QuietLog:
     """The per-step scalars, synced from the device every `every` steps and returned as rows, written nowhere:
     what a rank other than 0 keeps, so that every rank checks the same rows at the same steps."""
 
-    def __init__(self, every: int):
-        self.every, self.pending, self.last = every, [], {}
+    def __init__(self, every: int, names: tuple[str, ...] = SCALARS):
+        self.every, self.names, self.pending, self.last = every, names, [], {}
 
     def step(self, epoch: int, step: int, values: torch.Tensor) -> list[tuple[int, int, dict[str, float]]]:
         """Queue one step's scalars (a device tensor); returns the rows written when this fills a flush."""
@@ -140,7 +140,7 @@ class QuietLog:
         if not self.pending:
             return []
         numbers = torch.stack([v for _, _, v in self.pending]).tolist()
-        rows = [(epoch, step, dict(zip(SCALARS, row))) for (epoch, step, _), row in zip(self.pending, numbers)]
+        rows = [(epoch, step, dict(zip(self.names, row))) for (epoch, step, _), row in zip(self.pending, numbers)]
         self.pending.clear()
         self._write(rows)
         self.last = rows[-1][2]
@@ -160,11 +160,13 @@ class TrainingLog(QuietLog):
     """Per-step scalars to TensorBoard and metrics.jsonl, synced from the device every `every` steps; epoch,
     evaluation and health records; sample grids to TensorBoard. It only logs: the caller checks the values."""
 
-    def __init__(self, run_dir: Path, every: int, metrics: str, tensorboard: str, resume_step: int | None = None):
-        """resume_step: a resumed run's checkpoint step (0 without one): what was logged after it is dropped."""
+    def __init__(self, run_dir: Path, every: int, metrics: str, tensorboard: str, names: tuple[str, ...] = SCALARS,
+                 resume_step: int | None = None):
+        """names: the per-step scalars' names; resume_step: a resumed run's checkpoint step (0 without one): what
+        was logged after it is dropped."""
         from torch.utils.tensorboard import SummaryWriter  # heavy: imported when a run starts
 
-        super().__init__(every)
+        super().__init__(every, names)
         self.metrics = MetricsFile(run_dir / metrics)
         if resume_step is not None:
             self.metrics.purge_after(resume_step)

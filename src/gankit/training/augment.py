@@ -101,3 +101,15 @@ class DiffAugment:
 
     def __repr__(self) -> str:
         return f"DiffAugment({','.join(self.policy) or 'none'})"
+
+
+class Chain:
+    """Augmentations applied one after the other (DiffAugment, then ADA)."""
+
+    def __init__(self, *steps):
+        self.steps = steps
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x)
+        return x

@@ -55,9 +55,12 @@ def train(cfg: Config | str | None = None, run_dir: str | Path | None = None, re
     Under torchrun every process calls this alike: the process group is started here (and ended on every
     exit), rank 0 claims and writes the run directory, and every rank trains its share of each batch.
     """
-    cfg = _config(cfg, settings)
+    notes: list[str] = []
+    cfg = _config(cfg, settings, notes)
     world = devices.from_env()
     console.quiet_unless_main(world.main)  # under torchrun, rank 0 alone speaks
+    for line in notes if progress else ():
+        console.say(line)
     owns_group = world.several and not dist.is_initialized()
     device = distributed.start(world, resolve_device(cfg.device))
     try:
@@ -72,14 +75,14 @@ def train(cfg: Config | str | None = None, run_dir: str | Path | None = None, re
             distributed.stop()
 
 
-def _config(cfg: Config | str | None, settings: dict[str, Any]) -> Config:
+def _config(cfg: Config | str | None, settings: dict[str, Any], notes: list[str]) -> Config:
     if isinstance(cfg, Config):
         return config_mod.override(cfg, settings) if settings else cfg
     if cfg is not None and not isinstance(cfg, str):
         raise GankitError(f"train() takes a preset name or a Config, not a {type(cfg).__name__}")
     if cfg is not None and "preset" in settings:
         raise GankitError("give the preset once: as the first argument or as preset=, not both")
-    return config_mod.resolve(cfg or settings.pop("preset", None), sets=settings)
+    return config_mod.resolve(cfg or settings.pop("preset", None), sets=settings, notes=notes)
 
 
 def _claimed(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: devices.World,
@@ -153,6 +156,8 @@ def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress:
     """
     cfg = generator_file.load_run_config(run_dir)
     changes = {**(changes or {}), **settings}
+    if "epochs" in changes and "kimg" not in changes and cfg.kimg:
+        changes["kimg"] = 0.0  # the length named wins over the run's kimg budget
     bad = sorted(set(changes) - config_mod.RESUMABLE_KEYS)
     if bad:
         raise GankitError(f"cannot change {', '.join(bad)} when resuming (only "

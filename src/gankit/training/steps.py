@@ -84,6 +84,7 @@ class AutogradStep:
             real_in, fake_in = self.augment(real), self.augment(fake.detach())
             real_logits, fake_logits = self._d_logits(real_in, fake_in, y)
             loss_d = loss.d(real_logits, fake_logits, self.smoothing)
+        self.real_sign = torch.sign(real_logits.detach().float()).mean()  # ADA's overfitting measure r_t
         # penalties: in fp32 (outside autocast) and through the uncompiled D (they need a double backward)
         if loss.gradient_penalty:  # + lambda * E[(||grad D(x_hat)||_2 - 1)^2], x_hat between real and fake
             loss_d = loss_d + self.gp_lambda * gradient_penalty(lambda x: run(D, x, y), real_in.float(),

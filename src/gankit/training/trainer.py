@@ -32,10 +32,11 @@ from gankit.quality.evaluator import MIN_IMAGES, held_out
 from gankit.quality.tracking import Quality, QualityState
 from gankit.report.plots import plot_loss_curves
 from gankit.run import checkpoint, generator_file, layout
-from gankit.run.metrics_log import QuietLog, TrainingLog
-from gankit.training import distributed
+from gankit.run.metrics_log import SCALARS, QuietLog, TrainingLog
+from gankit.training import budget, distributed
+from gankit.training.ada import ADA, ADA_SCALARS
 from gankit.training.adam import adam, load_checked
-from gankit.training.augment import DiffAugment, parse_policy
+from gankit.training.augment import Chain, DiffAugment, parse_policy
 from gankit.training.ema import EMA
 from gankit.training.fused import FusedMLPStep
 from gankit.training.health import REMEDIES, Diverged, Finding, Health
@@ -97,6 +98,9 @@ class Trainer:
         k = cfg.num_classes
         count = -(-cfg.sample_count // k) * k if 0 < k <= cfg.sample_count else cfg.sample_count
         self.fixed_noise = torch.randn(count, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+        # ADA: the augmentation's probability, adapted from D's outputs on the reals
+        self.ada = ADA(cfg.ada_target, cfg.ada_kimg, cfg.batch_size, self.device, self.rng, self.rows) \
+            if cfg.ada else None
         self.gan_step = self._build_step()  # (real, labels, noise, g_step, r1) -> four scalars
         labels = data.labels.to(self.device) if cfg.num_classes else None
         # in-memory data moves to the device once; a mapped pack stays in host memory, gathered per batch
@@ -105,6 +109,8 @@ class Trainer:
         keep = None if not len(held) else torch.nonzero(~torch.isin(torch.arange(len(data)), held)).flatten()
         self.batches = batches.Batches(images, cfg.batch_size, cfg.seed, cfg.rotation, cfg.hflip, self.rng,
                                         self.memory_format, labels, self.rows, self.device, keep)
+        if cfg.kimg:  # a budget of images shown: the epochs it spans on this data (the last may end part way)
+            self.cfg = cfg = config.override(cfg, {"epochs": budget.epochs_for(cfg, len(self.batches))})
         self.quality = self._build_quality() if world.main else None
         self.health = Health(judge_d=self.loss.probability)
         self.resumed = False  # continuing a run directory (with or without a checkpoint)
@@ -115,8 +121,9 @@ class Trainer:
         """The source, decoded once: a folder is packed by rank 0 (if its cache holds no pack) before any rank
         maps it."""
         say = console.say if self.world.main else None
-        distributed.shared(self.world, lambda: loading.prepare(cfg.data, cfg.image_size, cfg.channels, say))
-        return loading.load(cfg.data, cfg.data_dir or None, cfg.image_size, cfg.channels, cfg.subset)
+        distributed.shared(self.world, lambda: loading.prepare(cfg.data, cfg.image_size, cfg.channels, say,
+                                                               cfg.background))
+        return loading.load_for(cfg)
 
     def _build_models(self) -> None:
         """G and D (seeded), their Adam optimizers, and the EMA generator that grids, evaluations and exports use."""
@@ -148,6 +155,8 @@ class Trainer:
             g_run, d_run = torch.compile(g_run), torch.compile(d_run)
             d_for_g = None if d_for_g is None else torch.compile(d_for_g)
         augment = DiffAugment(parse_policy(cfg.diffaug), self.rng, self.rows)  # on real and fake, before D
+        if self.ada:  # adaptive augmentation after any DiffAugment
+            augment = Chain(augment, self.ada) if cfg.diffaug else self.ada
         return AutogradStep(self.G, self.D, self.opt_g, self.opt_d, self.loss, augment, self.rng,
                             label_smoothing=cfg.label_smoothing, gp_lambda=cfg.gp_lambda,
                             r1_weight=cfg.r1_gamma / 2 * cfg.r1_every, autocast=self.plan.autocast,
@@ -174,7 +183,8 @@ class Trainer:
         return {
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else {}, "loss_g": self.gan_step.loss_g.detach().float().cpu(),
+            "ema": self.ema.state_dict() if self.ema else {}, "ada": self.ada.state_dict() if self.ada else {},
+            "loss_g": self.gan_step.loss_g.detach().float().cpu(),
             "epoch": self.epoch, "step": self.step, "rng": self.rng.get_state(), "rng_device": self.device.type,
             "fixed_noise": self.fixed_noise.cpu(), "config": self.cfg.to_dict(),
             "quality": self.quality.state_dict() if self.quality else {},
@@ -184,12 +194,16 @@ class Trainer:
         """Restore a checkpoint after checking every key, type and shape (one line names what is wrong)."""
         checkpoint.check_state(state, self.cfg, {"generator": self.G, "discriminator": self.D}, self.ema)
         QualityState.parse(state.get("quality") or {})
+        if self.ada:
+            self.ada.check(state.get("ada"))
         self.G.load_state_dict(state["generator"])
         self.D.load_state_dict(state["discriminator"])
         load_checked(self.opt_g, state["opt_g"], "opt_g")
         load_checked(self.opt_d, state["opt_d"], "opt_d")
         if self.ema:
             self.ema.load_state_dict(state["ema"])
+        if self.ada:
+            self.ada.load_state_dict(state["ada"])
         if state.get("rng_device", "cpu") == self.device.type:
             checkpoint.set_rng_state(self.rng, state["rng"])
         else:  # a CPU generator's state does not fit a CUDA one: continue with a fresh, seeded stream
@@ -203,6 +217,9 @@ class Trainer:
         self.saved_epoch = self.epoch
         if self.quality and (note := self.quality.load_state(state.get("quality"))):
             self.say(note)
+        if self.cfg.kimg and self.step >= budget.budget_steps(self.cfg):
+            raise GankitError(f"it already showed {self.step * self.cfg.batch_size / 1000:g} kimg of its "
+                              f"kimg={self.cfg.kimg:g}: pass --set kimg=K with a larger K to train further")
         if self.epoch >= self.cfg.epochs:
             raise GankitError(f"it already trained {self.epoch} of {self.cfg.epochs} epochs: "
                               f"pass --epochs N with N > {self.epoch} to train further")
@@ -213,34 +230,53 @@ class Trainer:
         self._open_run_dir()
         self.G.train()
         self.D.train()
-        start, trained, stopped = time.perf_counter(), 0, None
+        self.budget = budget.Budget(self.cfg, len(self.batches), self.step, self.epoch)
+        trained, stopped = 0, None
         try:
             with self.interrupts:
                 while self.epoch < self.cfg.epochs and not stopped:
-                    steps, seconds, out_of_time = self.train_epoch(start)
+                    if self.step > self.budget.first and self.out_of_time():  # an evaluation or a
+                        # checkpoint ran past the limit: no new epoch (the first one always takes a step)
+                        stopped = self.time_stop()
+                        self.say(stopped)
+                        break
+                    steps, seconds, out_of_time = self.train_epoch()
                     trained += steps * self.cfg.batch_size
-                    stopped = self.end_epoch(seconds, steps, out_of_time, start)
+                    stopped = self.end_epoch(seconds, steps, out_of_time)
         finally:
             self.log.close()
-        return self.finish(stopped, time.perf_counter() - start, trained)
+        return self.finish(stopped, self.budget.elapsed(), trained)
+
+    def out_of_time(self) -> bool:
+        """Whether time_limit has passed: rank 0's clock decides for every rank."""
+        return bool(self.cfg.time_limit) and distributed.shared(self.world, self.budget.out_of_time)
+
+    def time_stop(self) -> str:
+        return (f"time limit: stopped after {self.budget.elapsed():.0f} s (time_limit={self.cfg.time_limit:g}) in "
+                f"epoch {self.epoch}, at step {self.step}")
+
+    @property
+    def scalar_names(self) -> tuple[str, ...]:
+        """What train_step returns, by name: the four losses and scores, and ADA's r_t and p when it adapts."""
+        return SCALARS + (ADA_SCALARS if self.ada else ())
 
     def _open_run_dir(self) -> None:
         """The run directory: created (or taken up again) only now that data, models and checkpoint are good."""
         cfg = self.cfg
         self.started = True
         if not self.world.main:  # rank 0 writes the run directory; the others only compute
-            self.log = QuietLog(cfg.log_every)
+            self.log = QuietLog(cfg.log_every, self.scalar_names)
             return
         # metrics.jsonl first: a damaged one stops the resume before config.toml is rewritten
-        self.log = TrainingLog(self.run_dir, cfg.log_every, layout.METRICS, layout.TENSORBOARD,
+        self.log = TrainingLog(self.run_dir, cfg.log_every, layout.METRICS, layout.TENSORBOARD, self.scalar_names,
                                resume_step=self.step if self.resumed else None)
         (self.run_dir / layout.SAMPLES).mkdir(parents=True, exist_ok=True)
         config.save(cfg, self.run_dir / layout.CONFIG)
         self.fixed_noise = self.fixed_noise.to(self.device)
         self.fixed_labels = class_labels(len(self.fixed_noise), cfg.num_classes, self.device)
         self._write_reals()
-        what = (f"resuming at epoch {self.epoch + 1} of {cfg.epochs}" if self.resumed
-                else f"training for {cfg.epochs} epochs")
+        length = f"{cfg.kimg:g} kimg ({cfg.epochs} epochs)" if cfg.kimg else f"{cfg.epochs} epochs"
+        what = (f"resuming at epoch {self.epoch + 1} of {length}" if self.resumed else f"training for {length}")
         self.say(f"{cfg.preset} ({cfg.model}, {cfg.loss}) on {cfg.data}: {len(self.data)} images "
                  f"{tuple(self.data.images.shape[1:])}, {self.device.type}, {what} -> {self.run_dir}")
 
@@ -251,28 +287,32 @@ class Trainer:
         cfg = self.cfg
         grid = images_mod.grid(loading.grid_picks(self.data, len(self.fixed_noise), cfg.num_classes),
                                nrow=cfg.num_classes or None)
-        atomic_write(self.run_dir / layout.REALS, lambda tmp: images_mod.save_png(grid, tmp))
-        self.log.reals(grid)
+        atomic_write(self.run_dir / layout.REALS, lambda tmp: images_mod.save_grid(grid, tmp))
+        self.log.reals(grid)  # TensorBoard: the grid at its own size
 
-    def train_epoch(self, start: float) -> tuple[int, float, bool]:
-        """One pass over the data: (steps taken, seconds, whether the time limit cut it short)."""
+    def train_epoch(self) -> tuple[int, float, bool]:
+        """One pass over the data, or what is left of the budget: (steps taken, seconds, whether the time limit
+        cut it short; it is checked before every step)."""
         cfg = self.cfg
-        bar = console.bar(len(self.batches), f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=self.progress)
+        bar = console.bar(min(len(self.batches), self.budget.last - self.step), f"epoch {self.epoch + 1}/{cfg.epochs}",
+                          enabled=self.progress)
         epoch_start, steps, out_of_time = time.perf_counter(), 0, False
         for real, y in self.batches.epoch(self.epoch):  # y: the batch's labels (conditional runs), else None
+            if self.budget.done(self.step):
+                break  # a kimg budget spent part way through its last epoch
+            if steps and self.out_of_time():
+                out_of_time = True
+                break
             scalars = self.train_step(real, y)
             self.check_health(self.log.step(self.epoch + 1, self.step, scalars))
             steps += 1
             bar.update(1)
+            if line := self.budget.tick(self.step, self.evaluations_left()):
+                self.say(line)
             if self.step % cfg.log_every == 0:
-                bar.set_postfix(self.log.postfix(), refresh=False)
+                bar.set_postfix({**self.log.postfix(), **self.budget.postfix(self.step)}, refresh=False)
                 if distributed.any_rank(self.world, self.interrupts.requested, self.device):
                     raise distributed.AgreedStop  # a Ctrl-C on some rank: every rank stops after this same step
-                # rank 0's clock decides for every rank
-                if cfg.time_limit and distributed.shared(self.world, lambda: time.perf_counter() - start
-                                                         > cfg.time_limit):
-                    out_of_time = True
-                    break
         self.check_health(self.log.flush())
         seconds = time.perf_counter() - epoch_start
         bar.set_postfix(self.log.postfix(**{"img/s": f"{steps * cfg.batch_size / max(seconds, 1e-9):.0f}"}))
@@ -290,8 +330,15 @@ class Trainer:
         if self.ema and g_step:
             self.ema.accumulate()  # ema <- decay * ema + (1 - decay) * G
         self.step += 1
+        scalars = [loss_d, loss_g.detach(), d_real, d_fake]
+        if self.ada:  # E[sign(D(x_real))] of this batch, for ADA's feedback
+            scalars.append(self.gan_step.real_sign)
         # several processes: each computed its rows' means; their mean is the global batch's
-        return distributed.mean(self.world, torch.stack([loss_d, loss_g.detach(), d_real, d_fake]).float())
+        values = distributed.mean(self.world, torch.stack(scalars).float())
+        if not self.ada:
+            return values
+        self.ada.observe(values[4])
+        return torch.cat([values, self.ada.p.view(1).to(values)])  # + ADA's p after this step
 
     def check_health(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
         """The health checks on logged rows: each finding is reported; divergence stops training."""
@@ -319,31 +366,37 @@ class Trainer:
             self.log.health(finding, line, REMEDIES[finding.kind])
 
     # ------------------------------------------------------------------ end of epoch
-    def end_epoch(self, seconds: float, steps: int, out_of_time: bool, start: float) -> str | None:
+    def evaluations_left(self) -> int:
+        """The evaluations still due in this run (each at the end of an epoch)."""
+        every, last = self.cfg.eval_every, self.cfg.epochs
+        if not self.quality:
+            return 0
+        return sum(1 for e in range(self.epoch + 1, last + 1) if e % every == 0 or e == last)
+
+    def end_epoch(self, seconds: float, steps: int, out_of_time: bool) -> str | None:
         """Rank 0 writes the epoch's files and checkpoint while the others wait; its decision to stop (early
         stop, time limit), or its error, is every rank's."""
         self.epoch += 1
-        stopped = distributed.shared(self.world, lambda: self._write_epoch(seconds, steps, out_of_time, start))
+        stopped = distributed.shared(self.world, lambda: self._write_epoch(seconds, steps, out_of_time))
         self.saved_epoch = self.epoch
         if stopped:
             self.say(stopped)
         return stopped
 
-    def _write_epoch(self, seconds: float, steps: int, out_of_time: bool, start: float) -> str | None:
+    def _write_epoch(self, seconds: float, steps: int, out_of_time: bool) -> str | None:
         """Fixed-noise grid, generator export, evaluation when due, then the checkpoint (last, atomically).
         Returns why training stops now or None."""
         cfg = self.cfg
         self.recalibrate_ema()
         grid = sample_grid(self.G_sampled, self.fixed_noise, self.fixed_labels, nrow=cfg.num_classes or None)
-        images_mod.save_png(grid, self.run_dir / layout.SAMPLES / layout.epoch_grid(self.epoch))
+        images_mod.save_grid(grid, self.run_dir / layout.SAMPLES / layout.epoch_grid(self.epoch))
         self.log.epoch(self.epoch, self.step, seconds, steps * cfg.batch_size / max(seconds, 1e-9), grid)
         self.write_generator(layout.GENERATOR)
         stopped = None
         if self.quality and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or out_of_time):
             stopped = self.evaluate()
         if out_of_time:
-            stopped = (f"time limit: stopped after {time.perf_counter() - start:.0f} s "
-                       f"(time_limit={cfg.time_limit:g}) in epoch {self.epoch}, at step {self.step}")
+            stopped = self.time_stop()
         try:
             checkpoint.save_checkpoint(self.state_dict(), self.run_dir)
         except OSError as exc:  # a full disk: the previous checkpoint stays
@@ -401,7 +454,8 @@ def write_progress_gif(run_dir: Path) -> Path | None:
     if not paths:
         return None
     frames = [images_mod.read_png(p) for p in paths]
-    frames += [frames[-1]] * 4
+    widest = max(f.shape[-1] for f in frames)  # grids saved before save_grid enlarged them, in a resumed run
+    frames = [images_mod.upscale(f, widest) for f in frames] + [images_mod.upscale(frames[-1], widest)] * 4
     out = run_dir / layout.PROGRESS_GIF
     atomic_write(out, lambda tmp: images_mod.save_gif(frames, tmp, ms_per_frame=300))
     return out
