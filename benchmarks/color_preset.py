@@ -4,7 +4,7 @@ config values) trains for the same time on the same folder, several seeds, again
 (`gankit evaluate --json`, the folder's self-supervised evaluator), its copy rate and its health findings.
 
     python benchmarks/color_preset.py --data folder:EMOJI --minutes 10 --seeds 0,1 [--threads 2 --parallel 1]
-        [--only tutorial,color,...] [--sets "ema=0.999;lr=2e-4"]
+        [--only tutorial,color,...] [--extra "NAME:key=value;key=value"] [--kimg K]
 
 Jobs run `parallel` at a time with `threads` each (2 x 1 on 2 cores: every job of a round sees the same
 machine). Prints one JSON object per job as it ends, then a summary with the mean over seeds; the sample grids
@@ -52,7 +52,8 @@ def run_job(name: str, sets: list[str], seed: int, args, work: Path) -> dict:
         flags = ["--preset", preset[0]] if preset else []
         sets = [s for s in sets if not s.startswith("preset=")]
         cmd = gankit("train", "--data", args.data, "--image-size", str(args.image_size), "--seed", str(seed),
-                     "--out", str(out), "--no-progress", *flags, "--set", f"time_limit={args.minutes * 60}",
+                     "--out", str(out), "--no-progress", *flags, "--set",
+                     f"kimg={args.kimg}" if args.kimg else f"time_limit={args.minutes * 60}",
                      *[x for s in sets for x in ("--set", s)])
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         info = {"error": done.stderr[-800:]} if done.returncode else _run_info(out)
@@ -87,6 +88,8 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--kimg", type=float, default=0, help="train gankit's candidates for this many thousand images "
+                                                          "instead of --minutes (equal data, not equal time)")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--parallel", type=int, default=2)

@@ -112,7 +112,7 @@ def test_folder_counts_corrupt_files(tmp_path):
     (tmp_path / "notes.txt").write_text("ignored: not an image extension")
     ds = load(f"folder:{tmp_path}")
     assert len(ds) == 1 and ds.skipped == 2
-    assert "skipped: 2 unreadable" in ds.describe()
+    assert "skipped 2 unreadable file(s): broken.png, empty.jpg" in ds.describe()
 
 
 def test_folder_errors(tmp_path):

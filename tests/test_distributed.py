@@ -79,7 +79,8 @@ def test_two_processes_train_the_conditional_dcgan_as_one_process_does(tmp_path)
     # by step 5). So: lr 2e-5, losses of the first 5 steps to 1e-4, and each tensor's update within 10% of
     # the one-process update (a missing gradient average, a per-process BatchNorm statistic or a rank
     # drawing another batch's noise or augmentation differ by 30% to 100% and more).
-    sets = ["--set", "subset=160", "--set", "lr=2e-5", "--set", "rotation=10", "--set", "diffaug=translation,cutout"]
+    sets = ["--set", "subset=160", "--set", "lr=2e-5", "--set", "rotation=10", "--set", "diffaug=translation,cutout",
+            "--set", "ada=true", "--set", "ada_kimg=0.2", "--set", "ada_target=0.1"]  # ADA: p from the global r_t
     runs = {procs: tmp_path / f"p{procs}" for procs in (1, 2)}
     for procs, run in runs.items():
         done = gankit(tmp_path, "train", "--preset", "dcgan", "--epochs", "1", "--out", run, *TINY, *sets,
@@ -88,7 +89,9 @@ def test_two_processes_train_the_conditional_dcgan_as_one_process_does(tmp_path)
     one, two = _rows(runs[1]), _rows(runs[2])
     assert len(one) == len(two) == 5
     for a, b in zip(one, two):
-        assert all(a[k] == pytest.approx(b[k], abs=1e-4) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
+        assert all(a[k] == pytest.approx(b[k], abs=1e-4) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))", "r_t"))
+        assert a["ada_p"] == b["ada_p"]  # one p for every rank, as one process has it
+    assert one[-1]["ada_p"] > 0
     start, s1, s2 = _initial(runs[1]), checkpoint.load_checkpoint(runs[1]), checkpoint.load_checkpoint(runs[2])
     for part in ("generator", "discriminator"):
         for key, value in s1[part].items():

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from gankit.images import read_png, save_grid, save_png, upscale
+from gankit.report.plots import write_progress_gif
 from gankit.run import layout
-from gankit.training.trainer import write_progress_gif
 
 from .conftest import grid_scale
 

@@ -15,7 +15,7 @@ from gankit import GankitError
 from gankit.cli import main
 from gankit.data import batches
 from gankit.data.loading import grid_picks, load
-from gankit.images import grid, read_png
+from gankit.images import grid, read_png, upscale
 from gankit.quality import classifier, metrics, selfsup
 from gankit.quality import evaluator as ev
 from gankit.quality.evaluate import evaluate, evaluate_fakes
@@ -178,7 +178,7 @@ def test_reals_png_is_the_sample_grids_layout(mlp_run, dcgan_run):
     picks = grid_picks(data, 20, 10)  # conditional: column c holds class c
     index = [int(torch.nonzero((data.images == p).flatten(1).all(1)).flatten()[0]) for p in picks]
     assert [int(data.labels[i]) for i in index] == [k % 10 for k in range(20)]
-    assert torch.equal(read_png(dcgan_run / "reals.png"), grid(grid_picks(data, 20, 10), nrow=10))
+    assert torch.equal(read_png(dcgan_run / "reals.png"), upscale(grid(grid_picks(data, 20, 10), nrow=10)))
 
 
 # ---------------------------------------------------------------- is it copying?

@@ -16,6 +16,8 @@ from typing import Any
 
 import tomli_w
 
+from gankit.data import folders, packs
+from gankit.data.sources import normalize
 from gankit.devices import native_bf16
 from gankit.errors import GankitError
 from gankit.files import atomic_write_text
@@ -194,9 +196,6 @@ def data_defaults(data: str, preset: str | None, sized: bool, notes: list[str]) 
     folder of color pictures -> color, when no preset was named) and image_size (a color folder -> the
     preset's size, or 32 beside a preset that has none; a pack -> the size it holds). A line per decision is
     appended to notes."""
-    from gankit.data import folders, packs
-    from gankit.data.sources import normalize
-
     out: dict[str, Any] = {}
     source, note = normalize(data)
     if note:

@@ -1,7 +1,10 @@
-"""The data sources by name: plain data with no import, so that the command line lists them without importing
-torch (gankit.data.loading loads them)."""
+"""The data sources by name: plain data importing only the standard library, so that the command line lists
+them without importing torch (gankit.data.loading loads them)."""
 
 from __future__ import annotations
+
+import difflib
+from pathlib import Path
 
 TORCHVISION_SOURCES = {
     # name -> (torchvision class name, folder under data_dir, files it needs there)
@@ -19,8 +22,6 @@ NAMES = ["mnist5k", *TORCHVISION_SOURCES]
 def normalize(text: str) -> tuple[str, str | None]:
     """A source as the user typed it -> (the source, a note when it was read from a bare path): an existing
     folder given without `folder:` is taken as one (as `packed:` when it holds a pack.json)."""
-    from pathlib import Path
-
     if text in NAMES or text.startswith(("folder:", "packed:")):
         return text, None
     path = Path(text).expanduser()
@@ -32,8 +33,6 @@ def normalize(text: str) -> tuple[str, str | None]:
 
 def unknown(text: str) -> str:
     """The one line for a source that is none of SOURCES: what it may have meant, and the choices."""
-    import difflib
-
     close = difflib.get_close_matches(text.lower(), NAMES, n=1, cutoff=0.6)
     if close:
         hint = f"did you mean {close[0]}? "

@@ -1,4 +1,5 @@
-"""Matplotlib figures read from metrics.jsonl, so no TensorBoard is needed to see a run."""
+"""Matplotlib figures read from metrics.jsonl, so no TensorBoard is needed to see a run, and the run's progress
+GIF made from its per-epoch sample grids."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gankit.files import real_or
+from gankit import images
+from gankit.files import atomic_write, real_or
+from gankit.run import layout
 from gankit.run.metrics_log import MetricsFile
 
 
@@ -105,3 +108,16 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
     fig.tight_layout()
     fig.savefig(out, dpi=90, format="png")
     return True
+
+
+def write_progress_gif(run_dir: Path) -> Path | None:
+    """RUN_DIR/progress.gif: the per-epoch fixed-noise grids as an animation (the last one held longer)."""
+    paths = sorted((run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS))
+    if not paths:
+        return None
+    frames = [images.read_png(p) for p in paths]
+    widest = max(f.shape[-1] for f in frames)  # grids saved before save_grid enlarged them, in a resumed run
+    frames = [images.upscale(f, widest) for f in frames] + [images.upscale(frames[-1], widest)] * 4
+    out = run_dir / layout.PROGRESS_GIF
+    atomic_write(out, lambda tmp: images.save_gif(frames, tmp, ms_per_frame=300))
+    return out

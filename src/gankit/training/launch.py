@@ -22,7 +22,8 @@ from gankit.run import checkpoint, generator_file, layout
 from gankit.run import lock as rundir
 from gankit.training import distributed
 from gankit.training.losses import LOSSES
-from gankit.training.trainer import RunResult, Trainer
+from gankit.training.result import RunResult
+from gankit.training.trainer import Trainer
 
 __all__ = ["train", "resume", "resolve_device", "default_run_dir", "Trainer", "RunResult", "LOSSES"]
 

@@ -13,7 +13,6 @@ gankit.training.launch starts and resumes runs with it (the run directory's lock
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from gankit.inference.sampling import sample_grid
 from gankit.models.registry import class_labels, from_config
 from gankit.quality.evaluator import MIN_IMAGES, held_out
 from gankit.quality.tracking import Quality, QualityState
-from gankit.report.plots import plot_loss_curves
+from gankit.report.plots import plot_loss_curves, write_progress_gif
 from gankit.run import checkpoint, generator_file, layout
 from gankit.run.metrics_log import SCALARS, QuietLog, TrainingLog
 from gankit.training import budget, distributed
@@ -41,32 +40,8 @@ from gankit.training.ema import EMA
 from gankit.training.fused import FusedMLPStep
 from gankit.training.health import REMEDIES, Diverged, Finding, Health
 from gankit.training.losses import LOSSES
+from gankit.training.result import RunResult
 from gankit.training.steps import AutogradStep, Step
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    epochs: int
-    steps: int
-    seconds: float
-    images_per_s: float
-    last: dict[str, float]
-    stopped: str | None = None  # why training ended before the last epoch
-    best_fd: float | None = None
-    best_epoch: int = 0
-    health: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        last = ", ".join(f"{k} {v:.3f}" for k, v in self.last.items())
-        lines = [f"trained {self.epochs} epochs ({self.steps} steps) in {self.seconds:.1f} s, "
-                 f"{self.images_per_s:.0f} images/s; last: {last}; run: {self.run_dir}"]
-        if self.stopped:
-            lines.append(self.stopped)
-        if self.best_fd is not None:
-            lines.append(f"best FD {self.best_fd:.3f} at epoch {self.best_epoch}: {self.run_dir / layout.BEST}")
-        lines += [f"health: {h}" for h in self.health] or ["health: no problems found"]
-        return "\n".join(lines)
 
 
 class Trainer:
@@ -446,16 +421,3 @@ class Trainer:
         return RunResult(self.run_dir, self.epoch, self.step, seconds, trained / max(seconds, 1e-9), self.log.last,
                          stopped, best.best_fd if best else None, best.best_epoch if best else 0,
                          [f.line() for f in self.health.findings])
-
-
-def write_progress_gif(run_dir: Path) -> Path | None:
-    """RUN_DIR/progress.gif: the per-epoch fixed-noise grids as an animation (the last one held longer)."""
-    paths = sorted((run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS))
-    if not paths:
-        return None
-    frames = [images_mod.read_png(p) for p in paths]
-    widest = max(f.shape[-1] for f in frames)  # grids saved before save_grid enlarged them, in a resumed run
-    frames = [images_mod.upscale(f, widest) for f in frames] + [images_mod.upscale(frames[-1], widest)] * 4
-    out = run_dir / layout.PROGRESS_GIF
-    atomic_write(out, lambda tmp: images_mod.save_gif(frames, tmp, ms_per_frame=300))
-    return out
