@@ -82,3 +82,39 @@ def test_the_budget_counts_from_a_resumed_step():
     assert budget.epochs_for(k_cfg, 5) == 7
     assert (budget.duration(45), budget.duration(720), budget.duration(5400)) == ("45 s", "12 min", "1.5 h")
     assert budget.clock(3725) == "1:02:05" and budget.clock(61) == "1:01"
+
+
+def test_evaluations_left_is_counted_not_looped():
+    from types import SimpleNamespace
+
+    from gankit.training.trainer import Trainer
+
+    def left(epoch, epochs, every):
+        fake = SimpleNamespace(cfg=SimpleNamespace(eval_every=every, epochs=epochs), quality=True, epoch=epoch)
+        return Trainer.evaluations_left(fake)
+
+    assert left(0, 30, 2) == 15 and left(0, 31, 2) == 16 and left(4, 10, 3) == 3 and left(10, 10, 3) == 0
+    assert [left(e, 7, 3) for e in range(8)] == [sum(1 for k in range(e + 1, 8) if k % 3 == 0 or k == 7)
+                                                for e in range(8)]
+    assert left(0, 10**15, 1) == 10**15  # at once, however long the run
+    with pytest.raises(GankitError, match="kimg must be in"):
+        config.resolve(sets={"kimg": "1e12"})
+
+
+def test_a_kimg_budget_ended_part_way_resumes_to_one_that_fits_in_the_next_epoch(tmp_path):
+    # 0.4 kimg ended epoch 2 at step 13 (of 16); 0.5 kimg = 16 steps: 3 more, in an epoch of their own
+    run = tmp_path / "run"
+    train(tiny_config(kimg=0.4), run, progress=False)
+    more = resume(run, {"kimg": 0.5}, progress=False)
+    assert (more.steps, more.epochs) == (16, 3) and [r["step"] for r in _rows(run, "epoch")] == [8, 13, 16]
+    assert config.load(run / "config.toml").epochs == 3
+    assert budget.epochs_for(config.override(tiny_config(), {"kimg": 0.5}), 8, step=13, epoch=2) == 3
+
+
+def test_the_length_named_last_wins_over_a_config_files_kimg(tmp_path):
+    (tmp_path / "k.toml").write_text("kimg = 5.0\n")
+    assert config.resolve(file=tmp_path / "k.toml").kimg == 5
+    assert config.resolve(file=tmp_path / "k.toml", epochs=3).kimg == 0  # --epochs 3 over the file's kimg
+    assert config.resolve(file=tmp_path / "k.toml", sets={"epochs": "3"}).kimg == 0
+    (tmp_path / "e.toml").write_text("epochs = 3\n")
+    assert config.resolve(file=tmp_path / "e.toml", sets={"kimg": "2"}).kimg == 2  # --set kimg over the file

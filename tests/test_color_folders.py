@@ -3,6 +3,8 @@ named, the size and preset chosen for a color folder, a bare folder path."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -149,3 +151,88 @@ def test_decoder_keeps_no_transparency_flag_for_opaque_files(tmp_path):
     Image.new("RGB", (20, 20), "blue").save(tmp_path / "o.png")
     image, transparent = folders.decode_file(tmp_path / "o.png", 16)
     assert not transparent and image.shape == (3, 16, 16)
+
+
+def test_a_crafted_pack_json_neither_crashes_nor_floods_the_notes(tmp_path):
+    meta = {"count": 12, "skipped": 2, "transparent": 3, "background": "white"}
+    hostile = [{"skipped": "5"}, {"skipped": [1]}, {"skipped": -3}, {"skipped": 10**30}, {"skipped_files": 7},
+               {"skipped_files": ["x" * 10**7]}, {"skipped_files": "y" * 10**6}, {"skipped_files": [[1], None]},
+               {"skipped_files": ["a\nb\x1b[31m"]}, {"transparent": "z" * 10**7}, {"transparent": [1]},
+               {"background": "b" * 10**7}, {"background": 5}, {"background": "white\n\x1b[2J"}]
+    for change in hostile:
+        notes = folders.decoding_notes({**meta, **change})
+        assert all(len(n) < 400 and n.isprintable() for n in notes), change
+    assert folders.decoding_notes({**meta, "skipped_files": ["a\nb.png"]})[0] == \
+        "skipped 2 unreadable file(s): a\\nb.png and 1 more"
+    assert folders.decoding_notes({"count": 4, "skipped": 3})[0] == "skipped 3 unreadable file(s)"  # no names kept
+
+
+def _crafted_tiff(path, tag, offset, value):
+    """A small TIFF with one field of one IFD entry of `tag` overwritten (offset 2: its type, 8: its value)."""
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, format="TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for k in range(struct.unpack_from("<H", data, ifd)[0]):
+        if struct.unpack_from("<H", data, ifd + 2 + 12 * k)[0] == tag:
+            struct.pack_into("<H", data, ifd + 2 + 12 * k + offset, value)
+    path.write_bytes(bytes(data))
+
+
+def test_a_file_that_makes_the_decoder_raise_anything_is_one_skipped_file(tmp_path, capsys):
+    root = tmp_path / "tiffs"
+    root.mkdir()
+    _crafted_tiff(root / "crafted.tif", 273, 2, 2)  # StripOffsets typed ASCII: Pillow raises TypeError on load
+    _crafted_tiff(root / "samples.tif", 277, 8, 60000)  # SamplesPerPixel 60000: Pillow logs an error, then refuses
+    Image.new("RGB", (8, 8), "blue").save(root / "good.png")
+    assert folders.decode_file(root / "crafted.tif", 8) is None
+    assert main(["data", str(root), "--image-size", "8", "-o", str(tmp_path / "g.png")]) == 0
+    assert "skipped 2 unreadable file(s): crafted.tif, samples.tif" in capsys.readouterr().out
+    # Pillow's log line would reach stderr through Python's last-resort handler (pytest installs its own)
+    said = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from gankit.data import "
+                           "folders; folders.decode_file(Path(sys.argv[1]), 8)", str(root / "samples.tif")],
+                          capture_output=True, text=True, timeout=120)
+    assert said.returncode == 0 and said.stderr == ""
+
+
+def test_a_bare_folder_path_packs_and_names_its_grid_as_folder_does(tmp_path, monkeypatch, capsys):
+    root = _folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "./pics", "--image-size", "32"]) == 0  # the grid: data_folder.png, not data_./pics.png
+    assert (tmp_path / "data_folder.png").is_file()
+    assert main(["data", "./pics", "--pack", "p", "--background", "black", "-o", "p.png"]) == 0
+    out = capsys.readouterr().out
+    assert "composited onto black" in out and "skipped 1 unreadable file(s): g_broken.png" in out
+    assert np.asarray(np.load(tmp_path / "p" / "images.npy"))[1][:, 0, 0].tolist() == [0, 0, 0]
+    assert main(["data", "./pics", "-o", "pics/grid.png"]) == 2  # never into the folder it reads
+    assert not (root / "grid.png").exists()
+    assert main(["data", "pics/a_palette.png"]) == 2
+    assert "pics/a_palette.png is not a folder" in capsys.readouterr().err
+    assert main(["data", ""]) == 2  # an empty source is no folder (not the current one)
+    assert "unknown data source ''" in capsys.readouterr().err
+
+
+def test_a_background_outside_0_to_255_is_refused():
+    for bad in ("rgb(300, 0, 0)", "rgb(99999999999999999999999, 0, 0)"):
+        with pytest.raises(Exception, match="background must be a color"):
+            config.resolve(sets={"background": bad})
+
+
+def test_a_16_bit_transparent_gray_level_is_composited(tmp_path):
+    deep = np.full((8, 8), 1000, np.uint16)
+    deep[:4] = 65535
+    Image.fromarray(deep).save(tmp_path / "key.png", transparency=1000)  # a tRNS gray level
+    image, transparent = folders.decode_file(tmp_path / "key.png", 8, "black")
+    assert transparent and image[0, 0, 0] == 255 and image[0, 7, 0] == 0  # the keyed level is the background
+
+
+def test_one_color_spelled_two_ways_is_one_cached_pack(tmp_path):
+    root = _folder(tmp_path)
+    first = loading.load(f"folder:{root}", image_size=16, background="white")
+    again = loading.load(f"folder:{root}", image_size=16, background="#FFFFFF")
+    assert again.pack == first.pack and "reused" in again.cache
+    other = loading.load(f"folder:{root}", image_size=16, background="rgb(0, 0,0)")
+    assert other.pack != first.pack and first.pack.exists()  # another color: its own pack beside, none deleted

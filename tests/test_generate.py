@@ -25,6 +25,8 @@ def test_interpolation_rows_are_straight_walks_and_gif(tmp_path, mlp_run, capsys
     assert torch.allclose(z[0, 2], (z[0, 0] + z[0, 4]) / 2, atol=1e-6)  # a straight line
     with Image.open(tmp_path / "walk.gif") as gif:
         assert gif.n_frames == 5 + 3  # there and back
+        k = grid_scale(30 + 2)  # the 3 walks' frames in one column, enlarged to at least 512 px as grids are
+        assert gif.size == (32 * k, (3 * 30 + 2) * k)
     assert main(["generate", str(mlp_run), "--interpolate", "4", "-o", str(tmp_path / "w.png")]) == 0
     with Image.open(tmp_path / "w.png") as png:
         k = grid_scale(4 * 30 + 2)  # default 8 walks, one per row, enlarged to at least 512 px wide

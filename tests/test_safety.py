@@ -524,3 +524,16 @@ def test_tensorboards_writer_thread_failing_prints_no_traceback(tmp_path, capsys
     thread.join()
     log.close()
     assert "Traceback" not in capsys.readouterr().err and threading.excepthook is original
+
+
+def test_an_error_naming_a_path_with_a_newline_is_still_one_line(capsys, tmp_path):
+    assert main(["train", "--data", "./no\nwhere\x1b[2J", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gankit: error: ") and "./no\\nwhere\\x1b[2J" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_nul_character_in_a_config_toml_is_one_line(capsys, tmp_path):
+    (tmp_path / "nul.toml").write_text('data = "folder:./a\\u0000b"\n')
+    assert main(["train", "--config", str(tmp_path / "nul.toml"), "--out", str(tmp_path / "r")]) == 2
+    assert "data holds a NUL character" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -21,7 +21,7 @@ from gankit.quality import evaluator as ev
 from gankit.quality.evaluate import evaluate, evaluate_fakes
 from gankit.training.launch import train
 
-from .conftest import tiny_config
+from .conftest import grid_scale, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,8 @@ def test_evaluate_writes_the_copy_gallery_and_the_report_shows_it(mlp_run, tmp_p
     result = evaluate(run, n=40, progress=False)
     assert 0 <= result.values["copy_rate"] <= 1 and result.floor["copy_rate"] < 0.1
     gallery = read_png(run / "copies.png")
-    assert gallery.shape[0] == 1 and gallery.shape[1] == 4 * 30 + 2 and gallery.shape[2] == 4 * 30 + 2  # 4 x 4
+    side = (4 * 30 + 2) * grid_scale(4 * 30 + 2)  # 4 x 4 pairs, enlarged to at least 512 px as grids are
+    assert gallery.shape[0] == 1 and gallery.shape[1] == side and gallery.shape[2] == side
     page = write_report(run).read_text()
     assert "Is it copying?" in page and "real training images" in page
     assert evaluate(run, n=40, progress=False, record=False).values == result.values

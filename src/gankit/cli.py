@@ -273,6 +273,7 @@ def cmd_classifier(args: argparse.Namespace) -> None:
 
 def cmd_data(args: argparse.Namespace) -> None:
     from gankit.data import loading
+    from gankit.data.sources import normalize
     from gankit.files import atomic_write
     from gankit.images import grid, parse_background, save_grid
     from gankit.inference.outputs import check_png
@@ -282,18 +283,21 @@ def cmd_data(args: argparse.Namespace) -> None:
     if args.channels not in (0, 1, 3):
         raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
     parse_background(args.background)  # a bad color is one line before anything is read
-    name = args.source.split(":", 1)[0] if args.source.startswith("folder:") else args.source
+    source, taken = normalize(args.source)  # a bare folder path: folder:PATH (or packed:), for all that follows
+    if taken:
+        console.say(taken)
+    name = source.split(":", 1)[0]  # data_folder.png, data_packed.png, data_mnist5k.png
     out = Path(args.out or f"data_{name}.png")
-    sources = [Path(args.source.split(":", 1)[1]).expanduser()] if ":" in args.source else []
+    sources = [Path(source.split(":", 1)[1]).expanduser()] if ":" in source else []
     check_png(out, "the grid of real images", keep_out_of=sources + ([Path(args.pack)] if args.pack else []))
     if out.exists() and not args.force:
         raise GankitError(f"{out} exists: pass --force to replace it, or choose another -o")
     if args.pack:
-        dest = loading.pack(args.source, args.pack, args.data_dir, args.image_size, args.channels, console.say,
+        dest = loading.pack(source, args.pack, args.data_dir, args.image_size, args.channels, console.say,
                             args.background)
         ds = loading.load(f"packed:{dest}", image_size=args.image_size)
     else:
-        ds = loading.load(args.source, args.data_dir, args.image_size, args.channels, say=console.say,
+        ds = loading.load(source, args.data_dir, args.image_size, args.channels, say=console.say,
                           background=args.background)
     print(ds.describe())
     pick = ds.images[:: max(1, len(ds) // args.n)][: args.n]  # spread over the set (sources may be sorted)

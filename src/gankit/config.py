@@ -108,6 +108,7 @@ RESUMABLE_KEYS = {"epochs", "kimg", "device", "amp", "cpu_bf16", "compile", "fus
 D_NORMS = ("auto", "batch", "layer", "none")
 # Sizes past what any architecture here or a machine's memory holds are refused before anything is allocated.
 MAX_IMAGE_SIZE, MAX_Z_DIM, MAX_BATCH, MAX_EVAL_SAMPLES = 1024, 4096, 65536, 100_000
+MAX_KIMG = 1e7  # ten billion images: past any run, and small enough that the epochs it spans stay exact
 COLOR_PRESET, COLOR_SIZE = "color", 32  # what a folder of color pictures trains with when nothing is named
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # what device / --device accept
@@ -184,8 +185,12 @@ def resolve(preset: str | None = None, file: str | Path | None = None,
     preset = preset or chosen.pop("preset", Config.preset)
     merged: dict[str, Any] = {**PRESETS[preset], **chosen, **explicit, "preset": preset}
     merged.update({k: v for k, v in chosen.items() if k == "data"})
-    if "epochs" in explicit and "kimg" not in explicit:
-        merged["kimg"] = 0.0  # the length named wins over a preset's kimg budget
+    # the length named last wins (file < --set < flags): epochs there, without kimg, over any kimg before it
+    lengths = [{k: v for k, v in level.items() if k in ("epochs", "kimg") and v is not None}
+               for level in (flags, sets or {}, values)]
+    named = next((level for level in lengths if level), {})
+    if "epochs" in named and "kimg" not in named:
+        merged["kimg"] = 0.0
     cfg = Config(**{k: _coerce(k, v) for k, v in merged.items()})
     validate(cfg)
     return cfg
@@ -233,6 +238,7 @@ def validate(cfg: Config) -> None:
 
     for key, value in cfg.to_dict().items():
         need(not isinstance(value, float) or math.isfinite(value), f"{key} must be a finite number, got {value}")
+        need(not isinstance(value, str) or "\0" not in value, f"{key} holds a NUL character, which no path or name has")
     need(cfg.model in MODELS, f"unknown model '{cfg.model}' (choose from: {', '.join(MODELS)})")
     need(cfg.loss in LOSSES, f"unknown loss '{cfg.loss}' (choose from: {', '.join(LOSSES)})")
     need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")
@@ -268,7 +274,7 @@ def validate(cfg: Config) -> None:
     need(not (cfg.loss == "wgan-gp" and cfg.d_norm == "batch"),
          "wgan-gp penalizes per-sample gradients, which BatchNorm mixes across the batch: use d_norm=layer or none")
     need(cfg.ema == 0 or 0.5 <= cfg.ema < 1, f"ema must be 0 (off) or a decay in [0.5, 1), got {cfg.ema}")
-    need(cfg.kimg >= 0, f"kimg must be >= 0 (0 = epochs decides), got {cfg.kimg}")
+    need(0 <= cfg.kimg <= MAX_KIMG, f"kimg must be in [0, {MAX_KIMG:g}] (0 = epochs decides), got {cfg.kimg}")
     need(0 < cfg.ada_target < 1, f"ada_target must be in (0, 1), got {cfg.ada_target}")
     need(cfg.ada_kimg > 0, f"ada_kimg must be > 0, got {cfg.ada_kimg}")
     need(cfg.time_limit >= 0, f"time_limit must be >= 0 seconds (0 = none), got {cfg.time_limit}")

@@ -20,7 +20,14 @@ def quiet_unless_main(main: bool) -> None:
     _silent = not main
 
 
+def one_line(text: str) -> str:
+    """A message as the terminal gets it: control characters (a newline in a path, an escape sequence in a file
+    name) written as escapes, so that every message is one line and none can steer the terminal."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _write(line: str) -> None:
+    line = one_line(line)
     if _silent:
         return
     tqdm = sys.modules.get("tqdm.auto")
@@ -51,12 +58,12 @@ def silent(message: str) -> None:  # noqa: ARG001 - says nothing, by design
 
 def error(message: str) -> None:
     """The one line of an error the user can fix (the CLI then exits 2); said on every rank."""
-    print(f"gankit: error: {message}", file=sys.stderr, flush=True)
+    print(one_line(f"gankit: error: {message}"), file=sys.stderr, flush=True)
 
 
 def interrupted(what_is_left: str) -> None:
     """The line of a Ctrl-C: what a stopped command leaves behind; said on every rank (each stops)."""
-    print(f"gankit: interrupted; {what_is_left}", file=sys.stderr, flush=True)
+    print(one_line(f"gankit: interrupted; {what_is_left}"), file=sys.stderr, flush=True)
 
 
 def bar(total: int, desc: str, enabled: bool = True, unit: str = "batch", leave: bool = True):

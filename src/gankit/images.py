@@ -45,8 +45,10 @@ def parse_background(text: str) -> tuple[int, int, int] | None:
         return None
     try:
         rgb = ImageColor.getrgb(text.strip())
+        if not all(0 <= v <= 255 for v in rgb):  # Pillow reads rgb(300, 0, 0) as it is written
+            raise ValueError
     except ValueError:
-        raise GankitError(f"background must be a color (white, black, #rrggbb, rgb(r, g, b)) or none, "
+        raise GankitError(f"background must be a color (white, black, #rrggbb, rgb(r, g, b) of 0 to 255) or none, "
                           f"got '{text}'") from None
     return rgb[0], rgb[1], rgb[2]
 

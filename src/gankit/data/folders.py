@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import multiprocessing
 import os
 import shutil
@@ -25,6 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from gankit.console import one_line
 from gankit.data import packs, transforms
 from gankit.errors import GankitError
 from gankit.files import cache_dir, slug
@@ -33,7 +35,10 @@ from gankit.images import is_gray, parse_background
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 CHUNK = 64  # files per task given to a decoding worker
 SKIPPED_NAMED = 5  # unreadable files named in what packing says (and in pack.json); the rest are counted
-DECODER_VERSION = 2  # bump when read_image's pixels change: older cached packs are then not reused
+DECODER_VERSION = 3  # bump when read_image's pixels change: older cached packs are then not reused
+# Pillow logs what it finds wrong in a crafted file ("More samples per pixel than can be decoded") before it
+# raises; with no handler anywhere Python prints that on stderr. A file it cannot read is counted instead.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 
 def read_image(path: Path, image_size: int, background: str = "white") -> torch.Tensor | None:
@@ -46,10 +51,11 @@ def decode_file(path: Path, image_size: int, background: str = "white") -> tuple
     """Decode, composite any transparency onto `background` (gankit.images.parse_background: a color, or
     "none" to drop the alpha and keep the stored colors), resize the short side to image_size and
     center-crop. Returns (uint8 tensor C x H x W with C = 1 or 3, whether the file had transparency), or None
-    if the file is unreadable (damaged, not an image, or a decompression bomb: more pixels than Pillow's
-    MAX_IMAGE_PIXELS, whatever its size on disk). 16-bit grayscale is scaled to 8 bits, not clipped; no
-    warning of Pillow's reaches the terminal (palette transparency, truncated metadata): the caller counts."""
-    from PIL import Image, UnidentifiedImageError
+    if the file is unreadable (damaged, not an image, a decompression bomb: more pixels than Pillow's
+    MAX_IMAGE_PIXELS, whatever its size on disk; or anything a crafted file makes a decoder raise). 16-bit
+    grayscale is scaled to 8 bits, not clipped; no warning or log line of Pillow's reaches the terminal (palette
+    transparency, truncated metadata): the caller counts."""
+    from PIL import Image
 
     fill = parse_background(background)
     try:
@@ -59,9 +65,8 @@ def decode_file(path: Path, image_size: int, background: str = "white") -> tuple
             with Image.open(path) as img:
                 img.load()
                 img, transparent = _flatten(img, fill)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning):
-        return None
+    except Exception:  # noqa: BLE001 - OSError, ValueError, a bomb's warning, and a TypeError or struct.error
+        return None  # from a TIFF tag of the wrong type: one unreadable file either way
     return transforms.resize_crop(transforms.pil_to_tensor(img), image_size), transparent
 
 
@@ -74,10 +79,22 @@ def _flatten(img, fill: tuple[int, int, int] | None):
     gray = is_gray(img.mode) or (img.mode in ("P", "PA") and all(r == g == b for r, g, b in _palette_rgb(img)))
     transparent = "A" in img.getbands() or "transparency" in img.info
     if transparent and fill is not None:
-        rgba = _to_8_bits(img).convert("RGBA") if img.mode.startswith("I") else img.convert("RGBA")
+        rgba = _deep_rgba(img) if img.mode.startswith("I") else img.convert("RGBA")
         flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (*fill, 255)), rgba).convert("RGB")
         return (flat.convert("L") if gray and fill[0] == fill[1] == fill[2] else flat), True
     return (_to_8_bits(img) if gray else img.convert("RGB")), transparent
+
+
+def _deep_rgba(img):
+    """A 16- or 32-bit gray image as RGBA: its gray scaled to 8 bits, its transparent gray level (a PNG's tRNS
+    key, which the scaling would lose) as the alpha."""
+    from PIL import Image
+
+    rgba = _to_8_bits(img).convert("RGBA")
+    key = img.info.get("transparency")
+    if isinstance(key, int):
+        rgba.putalpha(Image.fromarray(np.where(np.asarray(img) == key, 0, 255).astype(np.uint8), "L"))
+    return rgba
 
 
 def _to_8_bits(img):
@@ -120,7 +137,7 @@ def look(root: Path, sample: int = 64) -> tuple[bool, tuple[int, int]] | None:
                     sizes.append(img.size)
                     color = color or not (is_gray(img.mode) or (img.mode in ("P", "PA") and all(
                         r == g == b for r, g, b in _palette_rgb(img))))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        except Exception:  # noqa: BLE001 - unreadable (as decode_file counts it): a look skips it
             continue
     if not sizes:
         return None
@@ -238,18 +255,34 @@ def _skipped(root: Path, paths: list[Path], kept: list[int], first: int = SKIPPE
 
 
 def decoding_notes(meta: dict) -> list[str]:
-    """What packing did that a user should hear of, a line each: files skipped (named) and transparency."""
+    """What packing did that a user should hear of, a line each: files skipped (named) and transparency.
+    pack.json may be anyone's: a count that is no whole number in range says nothing, and a name is shown
+    short and on one line (shown)."""
     notes = []
-    if skipped := meta.get("skipped", 0):
-        names = [str(n) for n in meta.get("skipped_files") or []][:SKIPPED_NAMED]
-        more = f" and {skipped - len(names)} more" if skipped > len(names) else ""
-        notes.append(f"skipped {skipped} unreadable file(s): {', '.join(names)}{more}")
-    if transparent := meta.get("transparent", 0):
-        background = str(meta.get("background", "white"))
-        how = ("their alpha dropped (background=none)" if background.lower() == "none"
+    if skipped := meta_count(meta, "skipped"):
+        files = meta.get("skipped_files")
+        names = [shown(n) for n in files[:SKIPPED_NAMED] if isinstance(n, str)] if isinstance(files, list) else []
+        more = f" and {skipped - len(names)} more" if names and skipped > len(names) else ""
+        notes.append(f"skipped {skipped} unreadable file(s)" + (f": {', '.join(names)}{more}" if names else ""))
+    if transparent := meta_count(meta, "transparent"):
+        background = meta.get("background")
+        background = shown(background, 40) if isinstance(background, str) else "white"
+        how = ("their alpha dropped (background=none)" if background.strip().lower() == "none"
                else f"composited onto {background} (setting background=COLOR or none changes it)")
         notes.append(f"{transparent} of {meta.get('count', transparent)} images have transparency: {how}")
     return notes
+
+
+def meta_count(meta: dict, key: str) -> int:
+    """A count of files from pack.json: a whole number in [0, 2**40], else 0 (a value gankit never wrote)."""
+    value = meta.get(key, 0)
+    return value if type(value) is int and 0 <= value <= 2**40 else 0
+
+
+def shown(text: str, keep: int = 120) -> str:
+    """A file name (or any text from a file) as a message shows it: control characters escaped, so that it
+    stays on one line and cannot steer the terminal, and at most `keep` characters."""
+    return one_line(text[:keep]) + ("..." if len(text) > keep else "")
 
 
 def cached_pack(root: Path, image_size: int, channels: int, say=None,
@@ -258,10 +291,12 @@ def cached_pack(root: Path, image_size: int, channels: int, say=None,
     Returns (pack, True if it came from the cache). A damaged cache entry is deleted and made again."""
     root = root.resolve()
     paths = list_images(root)
-    key = hashlib.sha256(f"{fingerprint(root, paths)}|{image_size}|{channels}|{background}|{DECODER_VERSION}|"
+    fill = parse_background(background)  # one key per color, however it is spelled ("white", "#fff", ...)
+    shade = "none" if fill is None else "%02x%02x%02x" % fill
+    key = hashlib.sha256(f"{fingerprint(root, paths)}|{image_size}|{channels}|{shade}|{DECODER_VERSION}|"
                          f"{packs.VERSION}".encode()).hexdigest()[:16]
     where = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    family = f"{slug(root.name, 40) or 'folder'}-{where}-{image_size}x{channels or 'auto'}-{slug(background, 20)}"
+    family = f"{slug(root.name, 40) or 'folder'}-{where}-{image_size}x{channels or 'auto'}-{shade}"
     home = cache_dir() / "packs"
     dest = home / f"{family}-{key}"
     if dest.exists():

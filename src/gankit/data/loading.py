@@ -127,7 +127,9 @@ def prepare(source: str, image_size: int = 28, channels: int = 0, say=None, back
 def pack(source: str, dest: str | Path, data_dir: str | Path | None = None, image_size: int = 28,
          channels: int = 0, say=None, background: str = "white") -> Path:
     """Decode a source once into a new pack at dest (which must not exist, or be an empty folder); returns dest.
-    A folder is decoded by worker processes straight into the pack; other sources are loaded, then written."""
+    A folder (folder:PATH, or a bare folder path) is decoded by worker processes straight into the pack; other
+    sources are loaded, then written."""
+    source = normalize(source)[0]
     dest = Path(dest).expanduser()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise GankitError(f"{dest} already exists: choose a new folder for the pack (nothing was changed)")
@@ -245,8 +247,8 @@ def _from_pack(pack: packs.Pack, name: str) -> ImageData:
     with warnings.catch_warnings():  # the map is copy-on-write: a write would stay in this process's memory
         warnings.simplefilter("ignore", UserWarning)
         images = torch.from_numpy(pack.images)
-    return ImageData(images, labels, pack.classes, name, pack.meta.get("skipped", 0), pack.fingerprint,
-                     pack=pack.path, notes=folders.decoding_notes(pack.meta))
+    return ImageData(images, labels, pack.classes, name, folders.meta_count(pack.meta, "skipped"),
+                     pack.fingerprint, pack=pack.path, notes=folders.decoding_notes(pack.meta))
 
 
 def _load_packed(path: Path, image_size: int, channels: int) -> ImageData:

@@ -25,7 +25,7 @@ def normalize(text: str) -> tuple[str, str | None]:
     if text in NAMES or text.startswith(("folder:", "packed:")):
         return text, None
     path = Path(text).expanduser()
-    if path.is_dir():
+    if text.strip() and path.is_dir():  # "" is no folder (Path("") would be the current one)
         kind = "packed" if (path / "pack.json").is_file() else "folder"
         return f"{kind}:{text}", f"taking {text} as {kind}:{text}"
     return text, None
@@ -36,6 +36,8 @@ def unknown(text: str) -> str:
     close = difflib.get_close_matches(text.lower(), NAMES, n=1, cutoff=0.6)
     if close:
         hint = f"did you mean {close[0]}? "
+    elif text.strip() and Path(text).expanduser().exists():
+        hint = f"{text} is not a folder; a folder of images is folder:PATH. "
     elif "/" in text or text.startswith((".", "~")):
         hint = f"no folder {text} exists; a folder of images is folder:PATH. "
     else:

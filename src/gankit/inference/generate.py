@@ -12,7 +12,7 @@ from numpy.lib.format import open_memmap
 from gankit.data import batches
 from gankit.errors import GankitError
 from gankit.files import atomic_write
-from gankit.images import grid, save_gif, save_grid, save_png
+from gankit.images import grid, save_gif, save_grid, save_png, upscale
 from gankit.inference.outputs import check_output
 from gankit.inference.sampling import BLOCK, sample_blocks
 from gankit.inference.trained import find_class, load
@@ -75,7 +75,7 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
         blocks, images = floats.split(BLOCK), batches.to_uint8(floats)
     if gif:
         frames = images.view(n, interpolate, *images.shape[1:])
-        grids = [grid(frames[:, t]) for t in range(interpolate)]
+        grids = [upscale(grid(frames[:, t])) for t in range(interpolate)]  # as wide as the grid files
         atomic_write(out.with_suffix(".gif"),
                      lambda tmp: save_gif(grids + grids[-2:0:-1], tmp, ms_per_frame=120))  # there and back
     if kind == "dir":

@@ -11,7 +11,7 @@ from gankit.config import MAX_IMAGE_SIZE
 from gankit.data import batches, loading
 from gankit.errors import GankitError
 from gankit.files import atomic_write, is_whole
-from gankit.images import grid, save_png
+from gankit.images import grid, save_grid
 from gankit.inference import fake_sources
 from gankit.inference.sampling import sample
 from gankit.models.registry import class_labels
@@ -120,7 +120,7 @@ def _write_copies(path: Path, fakes: torch.Tensor, model, data: loading.ImageDat
     pairs = copying.closest_pairs(batches.to_uint8(fakes), features, data.images[torch.cat([a, b])], ref.pool,
                                   count)
     picture = grid(pairs, nrow=4)
-    atomic_write(path, lambda tmp: save_png(picture, tmp))
+    atomic_write(path, lambda tmp: save_grid(picture, tmp))
 
 
 def evaluate_fakes(fakes: str | Path, real: str, n: int | None = None, evaluator: str | None = None,

@@ -19,11 +19,13 @@ WARMUP = 3  # steps not timed for the estimate (lazy initialisation, first alloc
 TIMED = 20  # steps timed after the warm-up before the estimate is said
 
 
-def epochs_for(cfg: Config, steps_per_epoch: int) -> int:
-    """The epochs a kimg budget spans (the last one may end part way); cfg.epochs without one."""
+def epochs_for(cfg: Config, steps_per_epoch: int, step: int = 0, epoch: int = 0) -> int:
+    """The epochs a kimg budget spans (the last one may end part way); cfg.epochs without one. A resumed run
+    counts from its checkpoint's step and epoch: an epoch it ended part way (at a budget or the time limit)
+    counts as done, and the steps left of the budget need epochs of their own."""
     if not cfg.kimg:
         return cfg.epochs
-    return max(1, math.ceil(budget_steps(cfg) / max(1, steps_per_epoch)))
+    return epoch + max(1, math.ceil((budget_steps(cfg) - step) / max(1, steps_per_epoch)))
 
 
 def budget_steps(cfg: Config) -> int:

@@ -195,6 +195,9 @@ class Trainer:
         if self.cfg.kimg and self.step >= budget.budget_steps(self.cfg):
             raise GankitError(f"it already showed {self.step * self.cfg.batch_size / 1000:g} kimg of its "
                               f"kimg={self.cfg.kimg:g}: pass --set kimg=K with a larger K to train further")
+        if self.cfg.kimg:  # the epochs the rest of the budget spans, after those done (the last may be partial)
+            self.cfg = config.override(self.cfg, {"epochs": budget.epochs_for(self.cfg, len(self.batches),
+                                                                              self.step, self.epoch)})
         if self.epoch >= self.cfg.epochs:
             raise GankitError(f"it already trained {self.epoch} of {self.cfg.epochs} epochs: "
                               f"pass --epochs N with N > {self.epoch} to train further")
@@ -344,9 +347,9 @@ class Trainer:
     def evaluations_left(self) -> int:
         """The evaluations still due in this run (each at the end of an epoch)."""
         every, last = self.cfg.eval_every, self.cfg.epochs
-        if not self.quality:
+        if not self.quality or self.epoch >= last:
             return 0
-        return sum(1 for e in range(self.epoch + 1, last + 1) if e % every == 0 or e == last)
+        return last // every - self.epoch // every + (last % every != 0)  # every k-th epoch, and the last
 
     def end_epoch(self, seconds: float, steps: int, out_of_time: bool) -> str | None:
         """Rank 0 writes the epoch's files and checkpoint while the others wait; its decision to stop (early
