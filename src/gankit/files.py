@@ -13,7 +13,7 @@ from typing import Callable
 from gankit.errors import GankitError
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[str], None], sync: bool = True) -> None:
     """Call write(tmp_path) on a temporary file beside `path`, flush it to disk, then rename it over `path`.
 
     A crash at any moment leaves either the old file or the new one, never a torn one.
@@ -29,8 +29,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if sync:  # (sync=False: many small files a user can make again, e.g. generate's folder of PNGs)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
     except BaseException as exc:
@@ -69,6 +70,19 @@ def real_or(value, default: float) -> float:
 def slug(name: str, keep: int = 60) -> str:
     """A name made safe for a file name in the cache: letters, digits, '-' and '_', its last `keep` characters."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[-keep:]
+
+
+def own_in_place(path: Path) -> None:
+    """Before a file is changed in place (appended to, cut): a symlink is refused with one line, and a file whose
+    inode another name shares (a `cp -al` copy of a run) is first replaced by a copy of its own, so that a write
+    never reaches a file through a link. Every other write gankit makes goes to a new file renamed over the old
+    one (atomic_write), which replaces a link instead of writing through it."""
+    if path.is_symlink():
+        raise GankitError(f"{path} is a symbolic link: gankit changes a run's files only where they are regular "
+                          "files of their own (copy a run with cp -r, not cp -s)")
+    if path.is_file() and path.stat().st_nlink > 1:
+        data = path.read_bytes()
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

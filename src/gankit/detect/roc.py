@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gankit.files import atomic_write
+
 
 def plot_roc(curves: list[tuple[str, dict[str, Any]]], out, title: str = "") -> bool:
     """Draw (label, record) pairs, each record holding roc {fpr, tpr} and auc, into out (a path or a binary
@@ -32,6 +34,6 @@ def plot_roc(curves: list[tuple[str, dict[str, Any]]], out, title: str = "") -> 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=100, format="png")
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))  # a new file: never through a link
     plt.close(fig)
     return True

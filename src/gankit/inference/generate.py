@@ -146,7 +146,9 @@ def _write_folder(out: Path, blocks, total: int) -> None:
     i = 0
     for block in blocks:
         for img in batches.to_uint8(block):
-            save_png(img, out / _name(i, total))
+            # a new file renamed into place: an existing name (even a link to a run's file) is replaced, never
+            # written through
+            atomic_write(out / _name(i, total), lambda tmp, img=img: save_png(img, tmp), sync=False)
             i += 1
 
 

@@ -21,7 +21,7 @@ import torch
 
 from gankit import console
 from gankit.errors import GankitError
-from gankit.files import atomic_write_text
+from gankit.files import atomic_write_text, own_in_place
 
 SCALARS = ("loss_D", "loss_G", "D(x)", "D(G(z))")
 
@@ -71,6 +71,7 @@ class MetricsFile:
     def repair(self) -> None:
         """Cut a torn last line off (so the next record starts on a line of its own); ends the file with a
         newline. Whole records are never touched."""
+        own_in_place(self.path)
         if not self.path.exists():
             return
         self._check_regular()
