@@ -72,6 +72,15 @@ def slug(name: str, keep: int = 60) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[-keep:]
 
 
+def write_to(out, write: Callable) -> None:
+    """write(out) into a file object (a report's in-memory PNG), or atomic_write for a path: a new file renamed
+    into place, never a write through a link."""
+    if hasattr(out, "write"):
+        write(out)
+    else:
+        atomic_write(out, write)
+
+
 def own_in_place(path: Path) -> None:
     """Before a file is changed in place (appended to, cut): a symlink is refused with one line, and a file whose
     inode another name shares (a `cp -al` copy of a run) is first replaced by a copy of its own, so that a write

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gankit.files import atomic_write
+from gankit.files import write_to
 
 
 def plot_roc(curves: list[tuple[str, dict[str, Any]]], out, title: str = "") -> bool:
@@ -34,6 +34,6 @@ def plot_roc(curves: list[tuple[str, dict[str, Any]]], out, title: str = "") -> 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))  # a new file: never through a link
+    write_to(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))  # a new file: never through a link
     plt.close(fig)
     return True

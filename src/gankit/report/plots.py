@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from gankit import images
-from gankit.files import atomic_write, real_or
+from gankit.files import atomic_write, real_or, write_to
 from gankit.run import layout
 from gankit.run.metrics_log import MetricsFile
 
@@ -63,7 +63,7 @@ def plot_loss_curves(metrics_path: str | Path, out, probability: bool = True) ->
         axes[1].set_ylim(0, 1)
         axes[1].axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))  # a new file: never through a link
+    write_to(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))  # a new file: never through a link
     return out
 
 
@@ -106,7 +106,7 @@ def plot_metric_curves(metrics_path: str | Path, out) -> bool:
         fig.suptitle(f"measured by the evaluator in use since epoch {rows[0].get('epoch')} (earlier values are in "
                      "another feature space)", fontsize=9)
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    write_to(out, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     return True
 
 
