@@ -126,3 +126,21 @@ def stub_weights(tmp_path, monkeypatch):
     torch.jit.script(_InceptionStub()).save(str(path))
     monkeypatch.setenv("GANKIT_INCEPTION_WEIGHTS", str(path))
     return path
+
+
+@pytest.fixture
+def scored(monkeypatch):
+    """The images each detector made by evaluate_detector scores, in the order it scores them."""
+    from gankit.detect import evaluation
+
+    seen = []
+    restore = evaluation.restore
+
+    def spy(*args):
+        detector = restore(*args)
+        score = detector.scores
+        detector.scores = lambda x: (seen.append(x), score(x))[1]
+        return detector
+
+    monkeypatch.setattr(evaluation, "restore", spy)
+    return seen

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gankit.data import batches, loading
-from gankit.detect import evaluation, inputs, perturb, store
+from gankit.detect import inputs, perturb, store
 from gankit.detect.evaluation import evaluate_detector, score_files
 from gankit.detect.scores import detection_metrics
 from gankit.detect.training import train_detector
@@ -165,7 +165,7 @@ def test_blur_and_jpeg_change_images_as_they_should():
 
 
 # ------------------------------------------------------------------ what evaluation never reuses
-def test_evaluation_never_reuses_the_real_training_images(synth, tmp_path, monkeypatch):
+def test_evaluation_never_reuses_the_real_training_images(synth, tmp_path, scored):
     trained = _train(synth, "spectrum", "corner_train", tmp_path / "det")
     training_hashes = store.read(trained.path).hashes("real")
     assert len(training_hashes) == 200
@@ -175,16 +175,6 @@ def test_evaluation_never_reuses_the_real_training_images(synth, tmp_path, monke
     folder.mkdir()
     for i, image in enumerate(images):
         save_png(image, folder / f"{i:03d}.png")
-    scored = []
-    restore = evaluation.restore
-
-    def spy(*args):
-        detector = restore(*args)
-        score = detector.scores
-        detector.scores = lambda x: (scored.append(x), score(x))[1]
-        return detector
-
-    monkeypatch.setattr(evaluation, "restore", spy)
     for source in (synth["real"], f"folder:{folder}"):
         scored.clear()
         result = evaluate_detector(trained.path, source, [synth["corner_test"]], roc=False, record=False)

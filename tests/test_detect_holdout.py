@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gankit.data import loading
-from gankit.detect import evaluation, inputs, store
+from gankit.detect import inputs, store
 from gankit.detect.evaluation import evaluate_detector
 from gankit.errors import GankitError
 from gankit.quality.evaluator import held_out
@@ -26,22 +26,6 @@ def _run(root, holdout):
     run = root / f"run-{holdout}"
     train(tiny_config(holdout=holdout, eval_every=0), run, progress=False)
     return run
-
-
-@pytest.fixture
-def scored(monkeypatch):
-    """The images each detector made by evaluate_detector scores, in the order it scores them."""
-    seen = []
-    restore = evaluation.restore
-
-    def spy(*args):
-        detector = restore(*args)
-        score = detector.scores
-        detector.scores = lambda x: (seen.append(x), score(x))[1]
-        return detector
-
-    monkeypatch.setattr(evaluation, "restore", spy)
-    return seen
 
 
 def test_the_discriminator_is_evaluated_on_exactly_its_runs_held_out_images(tmp_path, capsys, scored):

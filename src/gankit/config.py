@@ -184,7 +184,8 @@ def resolve(preset: str | None = None, file: str | Path | None = None,
                            preset, "image_size" in explicit, notes if notes is not None else [])
     preset = preset or chosen.pop("preset", Config.preset)
     merged: dict[str, Any] = {**PRESETS[preset], **chosen, **explicit, "preset": preset}
-    merged.update({k: v for k, v in chosen.items() if k == "data"})
+    if "data" in chosen:  # a bare folder path as folder:PATH, over the path as typed
+        merged["data"] = chosen["data"]
     # the length named last wins (file < --set < flags): epochs there, without kimg, over any kimg before it
     lengths = [{k: v for k, v in level.items() if k in ("epochs", "kimg") and v is not None}
                for level in (flags, sets or {}, values)]
