@@ -1,5 +1,6 @@
 """The numbers of a detection: ROC AUC, average precision, accuracy at 0.5 (overall, on real, on fake) and the
-oracle accuracy at the best threshold. "Generated" is the positive class (label 1); scores are P(generated).
+oracle accuracy at the best threshold. "Generated" is the positive class (label 1); scores are P(generated), and
+a score of exactly 0.5 counts as generated (the threshold is inclusive, as scikit-learn's ROC thresholds are).
 
 ROC AUC and AP are computed by scikit-learn. High AUC/AP with low accuracy at 0.5 means the scores rank real
 below fake but the 0.5 threshold is in the wrong place: it did not transfer to these images (Wang et al. 2020).
