@@ -16,11 +16,12 @@ from typing import Any
 
 import tomli_w
 
+from gankit.checks import expect
 from gankit.data import folders, packs
 from gankit.data.sources import normalize
 from gankit.devices import native_bf16
 from gankit.errors import GankitError
-from gankit.files import atomic_write_text
+from gankit.files import atomic_write_text, read_regular_text, regular
 from gankit.images import parse_background
 from gankit.models.registry import MODELS, parse_d_channels
 from gankit.presets import PRESETS
@@ -83,6 +84,7 @@ class Config:
     channels_last: bool = True  # memory format for the conv models
     compile: bool = False  # torch.compile the models (pays off on long CUDA runs)
     fused: bool = True  # mlp + bce: the hand-written step (gankit.training.fused), same math, ~3x faster
+    group_timeout: float = 300.0  # torchrun: seconds a process waits for a silent one before it stops (one line)
     # logging
     sample_count: int = 64  # images in the fixed-noise grid written every epoch
     log_every: int = 10  # steps between host syncs of the logged scalars (every step is still logged)
@@ -95,6 +97,7 @@ class Config:
     # (classifier when the source has labels, else self)
     evaluator_kind: str = "auto"
     holdout: float = 0.0  # share of the images never trained on (the floor's and the copy test's): 0 to 0.5
+    data_changed_ok: bool = False  # resume although the source's images changed since the checkpoint was written
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,10 +107,15 @@ FIELDS = {f.name: f for f in fields(Config)}
 EVALUATOR_KINDS = ("auto", "classifier", "self")
 # Keys that a resumed run may change; everything else would make the checkpoint meaningless.
 RESUMABLE_KEYS = {"epochs", "kimg", "device", "amp", "cpu_bf16", "compile", "fused", "log_every", "eval_every",
-                  "early_stop", "time_limit", "evaluator_kind"}
+                  "early_stop", "time_limit", "evaluator_kind", "group_timeout", "data_changed_ok"}
 D_NORMS = ("auto", "batch", "layer", "none")
 # Sizes past what any architecture here or a machine's memory holds are refused before anything is allocated.
 MAX_IMAGE_SIZE, MAX_Z_DIM, MAX_BATCH, MAX_EVAL_SAMPLES = 1024, 4096, 65536, 100_000
+MAX_CLASSES, MAX_CHANNELS = 10_000, 8192  # a conditional model's classes; a layer's width (d_channels)
+# Every size that allocates, bounded in one place: config validation, a detector's settings (gankit.detect) and
+# the commands' --image-size check values against this table with `within`.
+LIMITS = {"image_size": (8, MAX_IMAGE_SIZE), "z_dim": (1, MAX_Z_DIM), "batch_size": (1, MAX_BATCH),
+          "eval_samples": (10, MAX_EVAL_SAMPLES), "num_classes": (0, MAX_CLASSES), "d_channels": (1, MAX_CHANNELS)}
 MAX_KIMG = 1e7  # ten billion images: past any run, and small enough that the epochs it spans stay exact
 COLOR_PRESET, COLOR_SIZE = "color", 32  # what a folder of color pictures trains with when nothing is named
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -155,11 +163,11 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise GankitError(f"config file not found: {path}")
+    regular(path, missing=f"config file not found: {path}")  # a FIFO or a folder there: one line saying so
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(read_regular_text(path))
+    except FileNotFoundError:
+        raise GankitError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GankitError(f"config file {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
     except RecursionError:
@@ -279,7 +287,8 @@ def validate(cfg: Config) -> None:
     need(0 < cfg.ada_target < 1, f"ada_target must be in (0, 1), got {cfg.ada_target}")
     need(cfg.ada_kimg > 0, f"ada_kimg must be > 0, got {cfg.ada_kimg}")
     need(cfg.time_limit >= 0, f"time_limit must be >= 0 seconds (0 = none), got {cfg.time_limit}")
-    need(cfg.num_classes >= 0, f"num_classes must be >= 0, got {cfg.num_classes}")
+    need(1 <= cfg.group_timeout <= 86400, f"group_timeout must be in [1, 86400] seconds, got {cfg.group_timeout}")
+    within("num_classes", cfg.num_classes)
     need(0 < cfg.g_width <= 16 and 0 < cfg.d_width <= 16,
          f"g_width and d_width must be in (0, 16], got {cfg.g_width}, {cfg.d_width}")
     need(0 <= cfg.holdout <= 0.5, f"holdout must be a share of the images in [0, 0.5], got {cfg.holdout}")
@@ -294,8 +303,18 @@ def validate(cfg: Config) -> None:
 
 
 def d_widths(cfg: Config) -> tuple[int, ...]:
-    """cfg.d_channels as numbers (() = the architecture's own), checked against the architecture's layers."""
-    return parse_d_channels(cfg.model, cfg.image_size, cfg.d_channels)
+    """cfg.d_channels as numbers (() = the architecture's own), checked against the architecture's layers and
+    LIMITS."""
+    widths = parse_d_channels(cfg.model, cfg.image_size, cfg.d_channels)
+    for width in widths:
+        within("d_channels", width, "each of d_channels")
+    return widths
+
+
+def within(key: str, value: Any, name: str | None = None) -> int:
+    """value, a whole number within LIMITS[key]; else GankitError naming the limit (name: the flag or key)."""
+    low, high = LIMITS[key]
+    return expect(value, int, name or key, low, high)
 
 
 def save(cfg: Config, path: str | Path) -> None:

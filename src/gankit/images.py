@@ -4,12 +4,14 @@ enlarged by a whole factor (save_grid), so that a grid of 28x28 pictures is big 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gankit.errors import GankitError
+from gankit.files import MAX_IMAGE_BYTES, open_regular
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
@@ -85,12 +87,24 @@ def is_gray(mode: str) -> bool:
     return mode in GRAY_MODES or mode.startswith("I;16")
 
 
+MAX_READ_PIXELS = 2**27  # a PNG's declared width x height, checked before it is decoded (~11,600 px square)
+
+
 def read_png(path: str | Path) -> torch.Tensor:
-    """A PNG as a C x H x W uint8 tensor (C = 1 for grayscale files)."""
+    """A PNG as a C x H x W uint8 tensor (C = 1 for grayscale files); read through files.open_regular (a FIFO or
+    a folder there is one line, never a wait)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        array = np.asarray(im.convert("L" if is_gray(im.mode) else "RGB"))
+    with warnings.catch_warnings():  # the size is checked here, before anything is decoded
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with open_regular(path, MAX_IMAGE_BYTES) as fh, Image.open(fh) as im:
+                if im.width * im.height > MAX_READ_PIXELS:
+                    raise Image.DecompressionBombError
+                array = np.asarray(im.convert("L" if is_gray(im.mode) else "RGB"))
+        except Image.DecompressionBombError:
+            raise GankitError(f"{path} declares more than {MAX_READ_PIXELS:,} pixels (the most gankit decodes): "
+                              "not a picture gankit wrote") from None
     t = torch.from_numpy(array.copy())
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
 

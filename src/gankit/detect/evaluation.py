@@ -10,6 +10,7 @@ A discriminator detector of a run trained with holdout measures real images with
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from gankit import checks
+from gankit.checks import whole
 from gankit.data import folders, loading
 from gankit.detect import inputs, perturb, store
 from gankit.detect.describe import condition, describe_fakes
@@ -25,7 +28,7 @@ from gankit.detect.methods import restore
 from gankit.detect.roc import plot_roc
 from gankit.detect.scores import detection_metrics, labels_for, roc_points
 from gankit.errors import GankitError
-from gankit.files import atomic_write
+from gankit.files import regular
 from gankit.inference import fake_sources
 from gankit.inference.outputs import check_png
 from gankit.run import layout
@@ -78,13 +81,16 @@ def evaluate_detector(detector_dir: str | Path, real: str, fakes: Sequence[str],
     from `fakes` (a run's drawn from noise seed `seed`); roc: where the ROC PNG goes (True: DETECTOR_DIR/roc.png,
     False: nowhere); record: append the result to the detector's metrics.jsonl."""
     perturb.check(jpeg, blur)
-    if n is not None and n < 2:
-        raise GankitError(f"-n must be >= 2, got {n}")
+    if n is not None:
+        whole(n, "-n", 2)
+    checks.seed(seed)
     if not fakes:
         raise GankitError("give the fakes to measure with --fake FAKES (a run, a folder or an .npy file)")
     if roc is not True and roc:
         check_png(Path(roc), "the ROC curve")
     stored = store.read(detector_dir)
+    if roc is True or record:  # it writes into the detector folder: never one inside a run, before any work
+        store.check_writable(stored.path)
     detector = restore(stored.config["method"], stored.config["settings"], stored.tensors)
     data = inputs.load_real(real, stored.shape, data_dir)
     wanted = min(n or DEFAULT_N, fake_sources.MAX_IMAGES)
@@ -102,8 +108,7 @@ def evaluate_detector(detector_dir: str | Path, real: str, fakes: Sequence[str],
     if roc:
         result.roc_png = stored.path / layout.ROC if roc is True else Path(roc)
         label = "; ".join(describe_fakes(f, short=True) for f in result.fakes) + condition(jpeg, blur, ", ")
-        atomic_write(result.roc_png, lambda tmp: plot_roc([(label, result.to_dict())], tmp,
-                                                          f"{stored.path.name} ({result.method})"))
+        plot_roc([(label, result.to_dict())], result.roc_png, f"{stored.path.name} ({result.method})")  # atomic
     if record:
         try:
             MetricsFile(stored.path / layout.METRICS).append(result.to_dict())
@@ -188,7 +193,7 @@ def score_files(detector_dir: str | Path, files: Sequence[str | Path], resize: b
     images, resized = [], {}
     for file in files:
         path = Path(file)
-        found = _picture_size(path) if path.is_file() else None
+        found = _picture_size(path) if regular(path) else None  # a FIFO or a folder: one line saying so
         image = None
         if found is not None and found != (size, size):
             if not resize:
@@ -202,7 +207,7 @@ def score_files(detector_dir: str | Path, files: Sequence[str | Path], resize: b
         elif found is not None:
             image = fake_sources.read_native(path, stored.shape)
         if image is None:
-            raise GankitError(f"cannot read {file}: {'not an image file' if path.is_file() else 'no such file'} "
+            raise GankitError(f"cannot read {file}: {'not an image file' if regular(path) else 'no such file'} "
                               "(nothing was scored)")
         images.append(image)
     scores = detector.scores(torch.stack(images)) if images else torch.zeros(0)
@@ -215,10 +220,19 @@ def _picture_size(path: Path) -> tuple[int, int] | None:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            return img.size
+        with warnings.catch_warnings():  # the size is judged below, in one line, not by Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                size = img.size
+    except Image.DecompressionBombError:
+        size = (0, 0)  # more than twice MAX_IMAGE_PIXELS: Pillow does not even say how many
     except Exception:  # noqa: BLE001 - anything Pillow cannot open is an unreadable file
         return None
+    if not 0 < size[0] * size[1] <= Image.MAX_IMAGE_PIXELS:
+        declared = f"{size[0]}x{size[1]}" if size[0] else f"over {2 * Image.MAX_IMAGE_PIXELS:,}"
+        raise GankitError(f"{path} declares {declared} pixels: more than the {Image.MAX_IMAGE_PIXELS:,} gankit "
+                          "decodes (nothing was scored)")
+    return size
 
 
 def _resized_note(resized: dict[str, tuple[int, int]], size: int) -> str:

@@ -19,9 +19,6 @@ unpickled: weights are safetensors, the rest TOML and JSON.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +29,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from gankit.checks import Field, expect_fields
+from gankit.config import MAX_IMAGE_SIZE
+from gankit.detect.methods import METHODS
 from gankit.errors import GankitError
-from gankit.files import atomic_write, atomic_write_text, irregular
-from gankit.run.layout import CHECKPOINT, CONFIG, DETECTOR_CONFIG, DETECTOR_WEIGHTS, GENERATOR, METRICS, TRAINED_ON
+from gankit.files import atomic_folder, atomic_write, atomic_write_text, irregular, read_regular_text, regular
+from gankit.inference.outputs import check_place, holder
+from gankit.run.layout import CONFIG, DETECTOR_CONFIG, DETECTOR_WEIGHTS, METRICS, TRAINED_ON
 from gankit.run.metrics_log import MetricsFile
+from gankit.weights import check_tensors
 
 
 @dataclass
@@ -60,36 +62,31 @@ def is_detector(path: str | Path) -> bool:
     return (Path(path) / DETECTOR_CONFIG).is_file()
 
 
-def _inside_run(path: Path) -> Path | None:
-    for folder in [path, *path.parents]:
-        if (folder / CONFIG).is_file() and ((folder / CHECKPOINT).is_file() or (folder / GENERATOR).is_file()):
-            return folder
-    return None
-
-
 def check_out(out: str | Path) -> Path:
-    """The place for a new detector: it must not exist (or be an empty folder), nor be inside a run directory.
-    Checked before any work is done."""
+    """The place for a new detector: it must not exist (or be an empty folder), nor be inside a run directory,
+    a detector folder or a pack (gankit.inference.outputs). Checked before any work is done."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GankitError(f"{out} already exists: choose a new --out for the detector (nothing was changed)")
-    run = _inside_run(out.resolve())
-    if run is not None:
-        raise GankitError(f"{out} is inside the run directory {run}: put detectors beside runs, not in them")
+    check_place(out, "the detector (put detectors beside runs, not in them)", folder=True)
     return out
+
+
+def check_writable(path: Path) -> None:
+    """Before a detector folder is written to (an evaluation's record and ROC curve, its report): refused when
+    it sits inside a run directory, a pack or another detector, whose files are their own."""
+    found = holder(path)
+    if found is not None:
+        raise GankitError(f"the detector {path} is inside the {found[0]} {found[1]}: gankit writes nothing there; "
+                          "move the detector folder beside the run (nothing was changed)")
 
 
 def write(out: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], trained_on: dict[str, Any],
           records: list[dict[str, Any]]) -> Path:
     """Write a detector folder at out, whole or not at all (see the module's note)."""
     out = check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for orphan in out.parent.glob(f".{out.name}.*.tmp"):  # left by a training killed while writing
-        if orphan.is_dir() and (orphan / ".gankit-detector").is_file():
-            shutil.rmtree(orphan, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        (tmp / ".gankit-detector").touch()
+
+    def fill(tmp: Path) -> None:
         atomic_write_text(tmp / DETECTOR_CONFIG,
                           "# gankit detector (see gankit.detect.store)\n" + tomli_w.dumps(config))
         weights = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -97,13 +94,8 @@ def write(out: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tens
         atomic_write(tmp / DETECTOR_WEIGHTS, lambda t: save_file(weights, t, metadata=meta))
         atomic_write_text(tmp / TRAINED_ON, json.dumps(trained_on, indent=2) + "\n")
         MetricsFile(tmp / METRICS).append(*records)
-        (tmp / ".gankit-detector").unlink()
-        if out.is_dir():
-            out.rmdir()  # an empty folder given as --out: the detector takes its place
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_folder(out, fill)  # an empty folder given as --out: the detector takes its place
     return out
 
 
@@ -112,16 +104,16 @@ def read(path: str | Path) -> Stored:
     path = Path(path)
     if not path.is_dir():
         raise GankitError(f"detector directory not found: {path}")
-    if not is_detector(path):
+    if not regular(path / DETECTOR_CONFIG):  # a FIFO or a folder there: one line saying what it is
         hint = (f"; it is a run directory: make a detector of its discriminator with `gankit detect train "
                 f"--method discriminator --run {path} --out DIR`") if (path / CONFIG).is_file() else ""
         raise GankitError(f"{path} is not a detector directory (no {DETECTOR_CONFIG}){hint}")
     if name := irregular(path, (DETECTOR_CONFIG, DETECTOR_WEIGHTS, TRAINED_ON, METRICS)):
-        raise GankitError(f"the detector {path} is damaged: {name} is not a regular file; train it again")
+        raise GankitError(f"the detector {path} is damaged: {name}; train it again")
     try:
-        config = tomllib.loads((path / DETECTOR_CONFIG).read_text(encoding="utf-8"))
-        tensors = load_file(str(path / DETECTOR_WEIGHTS))
-        trained_on = json.loads((path / TRAINED_ON).read_text(encoding="utf-8"))
+        config = tomllib.loads(read_regular_text(path / DETECTOR_CONFIG))
+        tensors = load_file(str(path / DETECTOR_WEIGHTS))  # a regular file: checked above (irregular)
+        trained_on = json.loads(read_regular_text(path / TRAINED_ON))
     except (OSError, ValueError, SafetensorError, UnicodeDecodeError) as exc:
         raise GankitError(f"the detector {path} is damaged or incomplete ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:120] if str(exc) else ''}): train it again") from None
@@ -130,7 +122,34 @@ def read(path: str | Path) -> Stored:
     if not ok:
         raise GankitError(f"{path / DETECTOR_CONFIG} lacks method, channels, image_size or settings: "
                           "not a gankit detector")
+    try:
+        _check(config, tensors, trained_on)
+    except GankitError as exc:
+        raise GankitError(f"the detector {path} is damaged: {exc}; train it again") from None
     return Stored(path, config, tensors, trained_on)
+
+
+# What detector.toml and trained_on.json hold, checked when a detector is read (each method's settings: its
+# Detector.SETTINGS); every value is checked before anything is built from it or shown.
+CONFIG_FIELDS = {"method": Field(str, choices=tuple(METHODS)), "channels": Field(int, choices=(1, 3)),
+                 "image_size": Field(int, 8, MAX_IMAGE_SIZE), "settings": Field(dict)}
+TRAINED_ON_FIELDS = {"trained": Field(bool, optional=True), "seconds": Field(float, 0, None, optional=True),
+                     "real": Field(dict, optional=True), "fakes": Field(list, 0, 10_000, optional=True),
+                     "validation": Field(dict, optional=True), "run": Field(str, 0, 4096, optional=True),
+                     "epoch": Field(int, 0, 10**7, optional=True), "step": Field(int, 0, 2**53, optional=True)}
+
+
+def _check(config: dict[str, Any], tensors: dict[str, torch.Tensor], trained_on: dict[str, Any]) -> None:
+    expect_fields(config, CONFIG_FIELDS, DETECTOR_CONFIG)
+    expect_fields(config["settings"], METHODS[config["method"]].SETTINGS, f"{DETECTOR_CONFIG} [settings]")
+    for key in ("channels", "image_size"):  # a method that keeps the shape in its settings keeps the folder's
+        if config["settings"].get(key, config[key]) != config[key]:
+            raise GankitError(f"{DETECTOR_CONFIG}: its settings say {key} {config['settings'][key]!r} and the "
+                              f"detector {config[key]!r}")
+    expect_fields(trained_on, TRAINED_ON_FIELDS, TRAINED_ON)
+    if not all(isinstance(f, dict) for f in trained_on.get("fakes", [])):
+        raise GankitError(f"{TRAINED_ON}: 'fakes' must be a list of tables (JSON objects)")
+    check_tensors(tensors, DETECTOR_WEIGHTS)  # real numbers, all finite
 
 
 def evaluations(path: str | Path) -> list[dict[str, Any]]:
@@ -147,7 +166,7 @@ def evaluations_of_run(run_dir: str | Path) -> Iterator[tuple[Path, dict[str, An
         if folder == run or not folder.is_dir() or not is_detector(folder):
             continue
         try:
-            config = tomllib.loads((folder / DETECTOR_CONFIG).read_text(encoding="utf-8"))
+            config = tomllib.loads(read_regular_text(folder / DETECTOR_CONFIG))
             rows = evaluations(folder)
         except (OSError, ValueError, GankitError):
             continue  # a damaged detector is its own report's business, not this run's

@@ -19,6 +19,7 @@ import torch
 
 from gankit.data import batches, folders, loading
 from gankit.errors import GankitError
+from gankit.files import regular
 from gankit.images import is_gray
 from gankit.inference.sampling import sample_blocks
 from gankit.models.registry import class_labels
@@ -40,13 +41,13 @@ class Images:
 def kind_of(path: str | Path) -> str:
     """run, folder or npy, or one line saying what FAKES may be."""
     p = Path(path)
-    if p.is_dir() and (p / CONFIG).is_file():
-        if not ((p / GENERATOR).is_file() or (p / BEST).is_file()):
+    if p.is_dir() and regular(p / CONFIG):  # regular: a FIFO or a folder where a file belongs is said as such
+        if not (regular(p / GENERATOR) or regular(p / BEST)):
             raise GankitError(f"the run {p} has no generator yet ({GENERATOR}): let it train an epoch first")
         return RUN
     if p.is_dir():
         return FOLDER
-    if p.is_file() and p.suffix.lower() == ".npy":
+    if regular(p) and p.suffix.lower() == ".npy":
         return NPY
     raise GankitError(f"the fakes {path} are none of: a run directory (config.toml and {GENERATOR}), a folder of "
                       "images, an .npy file from `gankit generate`")
@@ -119,10 +120,20 @@ def _open_npy(path: Path) -> np.ndarray:
 
 
 def pick(count: int, n: int | None, seed: int) -> torch.Tensor:
-    """A seeded random choice of min(n, count) indices out of count, in increasing order (all when n is None)."""
+    """A seeded random choice of min(n, count) distinct indices out of count, in increasing order (all when n is
+    None). Memory and time grow with n, not count: 50 rows of a 2x10^8-row array are drawn without permuting
+    every row (a permutation only where most rows are drawn anyway)."""
     if n is None or n >= count:
         return torch.arange(count)
-    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    rng = torch.Generator().manual_seed(seed)
+    if count <= 4 * n:
+        return torch.randperm(count, generator=rng)[:n].sort().values
+    drawn = np.zeros(0, np.int64)
+    while True:  # draws in order, repeats dropped: a uniform choice without replacement (a repeat is < 1 in 4)
+        drawn = np.concatenate([drawn, torch.randint(count, (2 * n,), generator=rng).numpy()])
+        _, first = np.unique(drawn, return_index=True)
+        if len(first) >= n:
+            return torch.from_numpy(np.sort(drawn[np.sort(first)[:n]]))
 
 
 def _from_npy(path: Path, n: int | None, shape: tuple[int, int], seed: int) -> Images:

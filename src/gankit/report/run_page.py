@@ -10,12 +10,13 @@ import html
 from pathlib import Path
 
 from gankit.detect.store import evaluations_of_run
-from gankit.files import atomic_write, real_or
+from gankit.files import MAX_IMAGE_BYTES, atomic_write, read_regular, read_regular_text, real_or, regular
 from gankit.quality import metrics
 from gankit.report.detector_page import evaluation_table
 from gankit.report.markup import STYLE, img_tag, png_of, text
 from gankit.report.plots import plot_loss_curves, plot_metric_curves, read_metrics
 from gankit.run import generator_file, layout
+from gankit.run.metrics_log import MetricsFile
 from gankit.training.losses import LOSSES
 
 
@@ -31,7 +32,7 @@ def _metric_table(row: dict) -> str:
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     cfg = generator_file.load_run_config(run_dir)
-    log = run_dir / layout.METRICS
+    log = MetricsFile(run_dir / layout.METRICS).read()  # one pass over the file for every figure and table
     parts = [f"<h1>gankit run: {html.escape(run_dir.name)}</h1>",
              f"<p>{html.escape(cfg.preset)} preset, {html.escape(cfg.model)} model, {html.escape(cfg.loss)} loss, "
              f"on {html.escape(cfg.data)} ({cfg.channels}x{cfg.image_size}x{cfg.image_size}).</p>"]
@@ -57,27 +58,29 @@ def write_report(run_dir: str | Path) -> Path:
                      f"{text(last.get('n'))} samples):</p>" + _metric_table(last))
 
     parts.append("<h2>Samples (fixed noise) beside real images</h2><div class='grids'>")
-    grids = sorted(p for p in (run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS) if p.is_file())
-    has_best = (run_dir / layout.BEST).is_file()
+    grids = sorted((p for p in (run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS)
+                    if regular(p) and layout.grid_epoch(p) is not None), key=layout.grid_epoch)
+    has_best = regular(run_dir / layout.BEST)
     best_epoch = generator_file.export_info(run_dir, layout.BEST).get("epoch") if has_best else None
     shown = []
     if isinstance(best_epoch, int) and best_epoch > 0:
         best = run_dir / layout.SAMPLES / layout.epoch_grid(best_epoch)
-        if best.is_file():
+        if regular(best):
             shown.append((best, f"best FD: epoch {best_epoch}"))
     if grids:
-        shown.append((grids[-1], f"last: epoch {int(grids[-1].stem.split('_')[1])}"))
-    if (run_dir / layout.REALS).is_file():
+        shown.append((grids[-1], f"last: epoch {layout.grid_epoch(grids[-1])}"))
+    if regular(run_dir / layout.REALS):
         shown.append((run_dir / layout.REALS, "real training images"))
     for path, caption in shown:
-        parts.append(f"<figure>{img_tag(path.read_bytes(), caption)}"
+        parts.append(f"<figure>{img_tag(read_regular(path, MAX_IMAGE_BYTES), caption)}"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("</div>" if shown else "<p>No sample grids yet.</p></div>")
-    if (run_dir / layout.COPIES).is_file():
+    if regular(run_dir / layout.COPIES):
         parts.append("<h2>Is it copying?</h2><p>The fakes of the last <code>gankit evaluate</code> that lie closest "
                      "to a training image (in the evaluator's features), each beside that image; the copy rate is "
                      "in the evaluation's table.</p><div class='grids'><figure>"
-                     + img_tag((run_dir / layout.COPIES).read_bytes(), "fakes beside their nearest training images")
+                     + img_tag(read_regular(run_dir / layout.COPIES, MAX_IMAGE_BYTES),
+                               "fakes beside their nearest training images")
                      + "</figure></div>")
 
     parts.append("<h2>Health</h2>")
@@ -91,7 +94,7 @@ def write_report(run_dir: str | Path) -> Path:
                      "</p>")
 
     parts.append(_detectability(run_dir))
-    parts.append("<h2>Config</h2><pre>" + html.escape((run_dir / layout.CONFIG).read_text()) + "</pre>")
+    parts.append("<h2>Config</h2><pre>" + html.escape(read_regular_text(run_dir / layout.CONFIG)) + "</pre>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>gankit report: "
             f"{html.escape(run_dir.name)}</title><style>{STYLE}</style></head><body>"
             + "\n".join(parts) + "</body></html>")

@@ -3,6 +3,7 @@ shape checked before anything is restored (a crafted or damaged checkpoint is on
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 import zipfile
@@ -12,9 +13,11 @@ from typing import Any
 import torch
 
 from gankit import config
+from gankit.checks import Field, expect_fields
 from gankit.errors import GankitError
-from gankit.files import atomic_write
+from gankit.files import atomic_write, open_regular, regular
 from gankit.run.layout import CHECKPOINT
+from gankit.weights import check_tensor
 
 
 def save_checkpoint(state: dict[str, Any], run_dir: str | Path) -> None:
@@ -24,12 +27,12 @@ def save_checkpoint(state: dict[str, Any], run_dir: str | Path) -> None:
 def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load RUN_DIR/checkpoint.pt without executing pickled code (weights_only=True)."""
     path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise GankitError(f"no checkpoint in {run_dir} (expected {path}): is this a gankit run directory?")
+    regular(path, missing=f"no checkpoint in {run_dir} (expected {path}): is this a gankit run directory?")
     try:
-        with warnings.catch_warnings():  # torch warns about legacy (non-zip) files: the one line below says it
+        with open_regular(path) as fh, warnings.catch_warnings():  # the file checked is the file loaded
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            check_archive(fh, path)
+            state = torch.load(fh, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         raise GankitError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); "
                           "it cannot be resumed") from None
@@ -41,6 +44,31 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
     return state
 
 
+def check_archive(fh, path: Path) -> None:
+    """Before torch.load: the checkpoint must be the zip archive torch.save writes, whose entries are stored as
+    they are (never compressed) and so cannot declare more bytes than the file holds. A crafted archive whose
+    entries inflate (a few MB of DEFLATE'd zeros declaring GBs) or whose directory lies about its sizes is
+    refused from its directory alone, before anything is inflated or allocated; so is the legacy (pre-zip)
+    format, whose pickle declares storage sizes that are allocated before they are read."""
+    size = os.fstat(fh.fileno()).st_size
+    try:
+        entries = zipfile.ZipFile(fh).infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError):
+        raise GankitError(f"checkpoint {path} is corrupt or unreadable, or not a gankit checkpoint (not the zip "
+                          "archive torch.save writes); it cannot be resumed") from None
+    declared = 0
+    for entry in entries:
+        if entry.compress_type != zipfile.ZIP_STORED or entry.compress_size != entry.file_size:
+            raise GankitError(f"checkpoint {path} holds a compressed entry ({entry.filename[:80]!r} inflates to "
+                              f"{entry.file_size:,} bytes): torch.save stores every entry as it is, so this is not "
+                              "a gankit checkpoint; it is refused before anything is inflated")
+        declared += entry.file_size
+    if declared > size:
+        raise GankitError(f"checkpoint {path} declares {declared:,} bytes of entries in a file of {size:,}: it is "
+                          "corrupt or crafted; it cannot be resumed")
+    fh.seek(0)
+
+
 # What a checkpoint holds (gankit.training.trainer.Trainer.state_dict writes exactly these) and the type of each value.
 MAX_EPOCH, MAX_STEP = 10**7, 2**53
 MAX_GRID_NOISE = 1024  # config's largest sample_count; a conditional grid rounds it up by less than a row
@@ -48,7 +76,7 @@ STATE_KEYS: dict[str, type] = {"generator": dict, "discriminator": dict, "opt_g"
                                "epoch": int, "step": int, "rng": torch.Tensor, "fixed_noise": torch.Tensor}
 # Written by every gankit since they were added; older checkpoints resume without them.
 OPTIONAL_KEYS: dict[str, type] = {"ema": dict, "ada": dict, "loss_g": torch.Tensor, "rng_device": str, "quality": dict,
-                                  "config": dict}
+                                  "config": dict, "data": str}
 
 
 def check_state(state: dict[str, Any], cfg: config.Config, models: dict[str, torch.nn.Module],
@@ -72,15 +100,19 @@ def check_state(state: dict[str, Any], cfg: config.Config, models: dict[str, tor
         saved = state.get("ema") or {}
         if not isinstance(saved.get("model"), dict) or not isinstance(saved.get("updates"), int):
             raise GankitError(f"this run keeps an EMA generator (ema={cfg.ema}) and the checkpoint holds none")
+        expect_fields(saved, {"updates": Field(int, 0, MAX_STEP)}, "its EMA state")
         check_weights("EMA generator", saved["model"], ema.model)
     noise = state["fixed_noise"]
     if (noise.dim() != 2 or not 1 <= noise.shape[0] <= MAX_GRID_NOISE + cfg.num_classes
-            or noise.shape[1] != cfg.z_dim or not noise.is_floating_point()):
+            or noise.shape[1] != cfg.z_dim or noise.dtype != torch.float32):
         raise GankitError(f"its fixed noise is a {noise.dtype} tensor of shape {tuple(noise.shape)}, not N x "
-                          f"{cfg.z_dim} floats (z_dim {cfg.z_dim})")
+                          f"{cfg.z_dim} floats (float32, z_dim {cfg.z_dim})")
+    check_tensor(noise, "its fixed noise")
     loss_g = state.get("loss_g")
     if loss_g is not None and loss_g.numel() != 1:
         raise GankitError(f"its loss_g holds {loss_g.numel()} values, not one")
+    if loss_g is not None:
+        check_tensor(loss_g, "its loss_g")
     if state.get("rng_device", "cpu") not in ("cpu", "cuda"):
         raise GankitError(f"its rng_device is {state['rng_device']!r}, not cpu or cuda")
 
@@ -100,6 +132,7 @@ def check_weights(name: str, saved: dict[str, Any], module: torch.nn.Module) -> 
         if value.shape != expected[key].shape:
             raise GankitError(f"its {name} entry '{key}' has shape {tuple(value.shape)} where this run's model "
                               f"has {tuple(expected[key].shape)}: a checkpoint of another model")
+        check_tensor(value, f"its {name} entry '{key}'")  # real numbers, all finite
 
 
 def set_rng_state(rng: torch.Generator, state: torch.Tensor) -> None:

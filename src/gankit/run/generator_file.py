@@ -14,10 +14,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gankit import config as config_mod
+from gankit.checks import Field, fitting
 from gankit.errors import GankitError
-from gankit.files import atomic_write
+from gankit.files import atomic_write, regular
 from gankit.models.registry import build_generator
 from gankit.run.layout import BEST, CONFIG, GENERATOR
+from gankit.weights import check_tensors
 
 
 def export_generator(generator: torch.nn.Module, cfg: config_mod.Config, run_dir: str | Path,
@@ -42,8 +44,7 @@ def load_run_config(run_dir: str | Path) -> config_mod.Config:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise GankitError(f"run directory not found: {run_dir}")
-    if not (run_dir / CONFIG).is_file():
-        raise GankitError(f"{run_dir} has no {CONFIG}: is this a gankit run directory?")
+    regular(run_dir / CONFIG, missing=f"{run_dir} has no {CONFIG}: is this a gankit run directory?")
     return config_mod.load(run_dir / CONFIG, run=True)
 
 
@@ -54,8 +55,8 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
     path = Path(run_dir) / name
     if cfg.channels not in (1, 3) or cfg.conditional == "auto":
         raise GankitError(f"{run_dir} has not started training yet (its {CONFIG} still holds auto values)")
-    if not path.is_file():
-        if name == BEST and (Path(run_dir) / GENERATOR).is_file():
+    if not regular(path):  # a FIFO or a folder there is one line saying what it is
+        if name == BEST and regular(Path(run_dir) / GENERATOR):
             raise GankitError(f"{run_dir} has no {name}: it is kept by the evaluations during training, and this "
                               "run made none (eval_every=0, or unlabeled data without an evaluator); "
                               "leave out --best to use the last generator")
@@ -64,6 +65,7 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
         weights = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise GankitError(f"{path} is corrupt or unreadable: {exc}") from None
+    check_tensors(weights, str(path))  # real numbers, all finite, before the model takes them
     generator = build_generator(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes,
                                 cfg.g_width).to(device)
     try:
@@ -75,10 +77,18 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
 
 
 def export_info(run_dir: str | Path, name: str = GENERATOR) -> dict[str, Any]:
-    """The metadata of an exported generator: model spec, and the epoch and step it was saved at."""
+    """The metadata of an exported generator: model spec, and the epoch and step it was saved at ({} when the file
+    holds none, or something other than a JSON object)."""
     path = Path(run_dir) / name
+    if not regular(path):
+        return {}
     try:
         with safe_open(str(path), "pt") as fh:
-            return json.loads((fh.metadata() or {}).get("gankit", "{}"))
-    except (SafetensorError, OSError, ValueError):
+            info = json.loads((fh.metadata() or {}).get("gankit", "{}"))
+    except (SafetensorError, OSError, ValueError, RecursionError):
         return {}
+    return fitting(info, INFO_FIELDS) if isinstance(info, dict) else {}
+
+
+# What export_info passes on from the metadata (a value that does not fit is left out, as if unrecorded).
+INFO_FIELDS = {"epoch": Field(int, 0, 10**7), "step": Field(int, 0, 2**53), "classes": Field(list, 0, 100_000)}

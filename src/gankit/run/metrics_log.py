@@ -7,23 +7,27 @@ metrics.jsonl holds one JSON object per line, each with a "kind":
   health  one per finding: issue, message, remedy
 Every module that reads or writes it goes through `MetricsFile`. A crash can leave a torn last line (the
 process died inside a write): readers drop it with a note and the next append cuts it off first. A line that
-is not a JSON object anywhere else is damage gankit did not cause: one clear error.
+is not a JSON object anywhere else, or one longer than MAX_LINE_BYTES, is damage gankit did not cause: one
+clear error. Every read is one streaming pass over the file (appends read only its end).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
 from gankit import console
 from gankit.errors import GankitError
-from gankit.files import atomic_write_text, own_in_place
+from gankit.files import Named, atomic_write_text, open_regular, own_in_place, regular
 
 SCALARS = ("loss_D", "loss_G", "D(x)", "D(G(z))")
+MAX_LINE_BYTES = 4 << 20  # gankit's records are under a few KB (a detector's ROC points included)
 
 
 class MetricsFile:
@@ -32,61 +36,66 @@ class MetricsFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def _parse(self, data: bytes) -> tuple[list[dict[str, Any]], bool]:
-        """(records, whether the last line was torn). Raises GankitError on damage before the last line."""
-        lines = data.split(b"\n")
-        complete, tail = lines[:-1], lines[-1]  # tail: what follows the last newline ("" when none)
+    def _lines(self) -> Iterator[tuple[int, bytes, bool]]:
+        """(number, line without its newline, whether it ended in one) for each line, in one streaming pass: no
+        line longer than MAX_LINE_BYTES is held (one is damage: GankitError)."""
+        with open_regular(self.path) as fh:
+            for number in itertools.count(1):
+                line = fh.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    return
+                whole = line.endswith(b"\n")
+                if len(line) - whole > MAX_LINE_BYTES:
+                    raise self._too_long(f"line {number}")
+                yield number, line[:-1] if whole else line, whole
+
+    def _too_long(self, which: str) -> GankitError:
+        return GankitError(f"{self.path} {which} is longer than {MAX_LINE_BYTES:,} bytes, far more than any record "
+                           "gankit writes: the file is damaged; remove that line (or the file) and try again")
+
+    def read(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every record (of one kind); a torn last line is left out with a note. Raises GankitError on damage
+        before the last line, or a line over MAX_LINE_BYTES; a FIFO, a folder or a device where the file belongs
+        is one line saying what it is (files.regular)."""
+        if not regular(self.path):
+            return []
         records = []
-        for number, line in enumerate(complete, 1):  # a line that ends in a newline was written whole
+        for number, line, whole in self._lines():
             if not line.strip():
                 continue
             record = _loads(line)
+            if record is None and not whole:  # a torn last line (the process died inside a write)
+                console.note(f"{self.path}: the last line is incomplete (a run was stopped while writing it); "
+                             "it is ignored")
+                break
             if record is None:
                 raise GankitError(f"{self.path} line {number} is not a JSON record: the file is damaged; "
                                   "remove that line (or the file) and try again")
-            records.append(record)
-        if tail.strip():
-            record = _loads(tail)
-            if record is None:
-                return records, True
-            records.append(record)
-        return records, False
-
-    def read(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Every record (of one kind); a torn last line is left out with a note."""
-        if not self.path.exists():
-            return []
-        self._check_regular()
-        records, torn = self._parse(self.path.read_bytes())
-        if torn:
-            console.note(f"{self.path}: the last line is incomplete (a run was stopped while writing it); "
-                         "it is ignored")
-        return [r for r in records if kind is None or r.get("kind") == kind]
-
-    def _check_regular(self) -> None:
-        """A FIFO, a folder or a device where metrics.jsonl belongs is one line (reading a FIFO blocks forever)."""
-        if not self.path.is_file():
-            raise GankitError(f"{self.path} is not a regular file: move it away to read or write this run")
+            if kind is None or record.get("kind") == kind:
+                records.append(record)
+        return records
 
     def repair(self) -> None:
         """Cut a torn last line off (so the next record starts on a line of its own); ends the file with a
-        newline. Whole records are never touched."""
+        newline. Whole records are never touched; only the file's last MAX_LINE_BYTES are read."""
         own_in_place(self.path)
-        if not self.path.exists():
+        if not regular(self.path):
             return
-        self._check_regular()
-        if self.path.stat().st_size == 0:
-            return
-        with self.path.open("rb+") as fh:
+        with open_regular(self.path, update=True) as fh:
+            size = fh.seek(0, os.SEEK_END)
+            start = max(0, size - MAX_LINE_BYTES - 1)
+            fh.seek(start)
             data = fh.read()
-            if data.endswith(b"\n"):
+            if not data or data.endswith(b"\n"):
                 return
+            if data.rfind(b"\n") < 0 and start > 0:
+                raise self._too_long("the last line")
             cut = data.rfind(b"\n") + 1
             if _loads(data[cut:]) is not None:
                 fh.write(b"\n")  # a whole record that lacks only its newline
                 return
             console.note(f"{self.path}: dropped an incomplete last line (a run was stopped while writing it)")
-            fh.truncate(cut)
+            fh.truncate(start + cut)
 
     def append(self, *records: dict[str, Any]) -> None:
         self.repair()
@@ -95,7 +104,7 @@ class MetricsFile:
 
     def purge_after(self, step: int) -> None:
         """Drop the records logged after `step` (a resumed run logs those steps again, so each appears once)."""
-        if not self.path.exists():
+        if not regular(self.path):
             return
         kept = [r for r in self.read() if _step_of(r) <= step]
         atomic_write_text(self.path, _lines(kept))
@@ -171,9 +180,10 @@ class TrainingLog(QuietLog):
         self.metrics = MetricsFile(run_dir / metrics)
         if resume_step is not None:
             self.metrics.purge_after(resume_step)
-        self.file = self.metrics.open()
-        self.writer = SummaryWriter(str(run_dir / tensorboard),
-                                    purge_step=None if resume_step is None else resume_step + 1)
+        self.file = Named(self.metrics.open(), self.metrics.path)  # a failed write names its file
+        self.writer = Named(SummaryWriter(str(run_dir / tensorboard),
+                                          purge_step=None if resume_step is None else resume_step + 1),
+                            run_dir / tensorboard)
         # TensorBoard writes from a thread of its own: a full disk there is reported to the main thread on
         # its next write (one line from the CLI), so the thread's own traceback is not printed as well
         self._excepthook = threading.excepthook
