@@ -293,3 +293,12 @@ def test_a_torn_last_line_is_still_cut_and_short_files_still_read(tmp_path):
     log.write_bytes(b'{"kind": "train", "step": 1}')  # whole, lacking only its newline
     MetricsFile(log).append({"kind": "eval"})
     assert [r["kind"] for r in MetricsFile(log).read()] == ["train", "eval"]
+
+
+def test_an_image_given_by_path_that_is_a_fifo_is_said_so(tmp_path):
+    from gankit.data import folders
+
+    os.mkfifo(tmp_path / "x.png")
+    with pytest.raises(GankitError, match="x.png is a FIFO"):  # classifier predict, detect score: one line
+        folders.read_image(tmp_path / "x.png", 28)
+    assert folders.read_image(tmp_path / "missing.png", 28) is None  # unreadable, as before

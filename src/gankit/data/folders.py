@@ -9,17 +9,12 @@ replaced or touched) is packed again; the older pack of the same folder is then 
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
-import multiprocessing
 import os
 import shutil
-import signal
-import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -27,14 +22,16 @@ import numpy as np
 import torch
 
 from gankit.console import one_line
-from gankit.data import packs, transforms
+from gankit.data import caches, packs, transforms, workers
+from gankit.data.sources import not_a_folder
 from gankit.errors import GankitError
-from gankit.files import cache_dir, slug
+from gankit.files import cache_dir, open_regular, regular, slug
 from gankit.images import is_gray, parse_background
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-CHUNK = 64  # files per task given to a decoding worker
+CHUNK = 64  # files per task given to a decoding worker (gankit.data.workers)
 SKIPPED_NAMED = 5  # unreadable files named in what packing says (and in pack.json); the rest are counted
+MAX_ASPECT = 50  # an image with a side more than this many times the other is skipped, with its shape named
 DECODER_VERSION = 3  # bump when read_image's pixels change: older cached packs are then not reused
 # Pillow logs what it finds wrong in a crafted file ("More samples per pixel than can be decoded") before it
 # raises; with no handler anywhere Python prints that on stderr. A file it cannot read is counted instead.
@@ -51,23 +48,43 @@ def decode_file(path: Path, image_size: int, background: str = "white") -> tuple
     """Decode, composite any transparency onto `background` (gankit.images.parse_background: a color, or
     "none" to drop the alpha and keep the stored colors), resize the short side to image_size and
     center-crop. Returns (uint8 tensor C x H x W with C = 1 or 3, whether the file had transparency), or None
-    if the file is unreadable (damaged, not an image, a decompression bomb: more pixels than Pillow's
-    MAX_IMAGE_PIXELS, whatever its size on disk; or anything a crafted file makes a decoder raise). 16-bit
-    grayscale is scaled to 8 bits, not clipped; no warning or log line of Pillow's reaches the terminal (palette
-    transparency, truncated metadata): the caller counts."""
+    when it is skipped (decode_or_why says why)."""
+    decoded = decode_or_why(path, image_size, background)
+    return None if isinstance(decoded, str) else decoded
+
+
+def decode_or_why(path: Path, image_size: int, background: str = "white") -> tuple[torch.Tensor, bool] | str:
+    """decode_file's work, or why the file is skipped: "" when it is unreadable (damaged, not an image, a
+    decompression bomb: more pixels than Pillow's MAX_IMAGE_PIXELS, whatever its size on disk; or anything a
+    crafted file makes a decoder raise), the reason in words when its shape is absurd (a side more than
+    MAX_ASPECT times the other: resizing its short side would make an image of billions of pixels from a few
+    hundred bytes). So the work per file is bounded: at most MAX_IMAGE_PIXELS decoded, at most MAX_ASPECT x
+    image_size^2 pixels resized. 16-bit grayscale is scaled to 8 bits, not clipped; no warning or log line of
+    Pillow's reaches the terminal (palette transparency, truncated metadata): the caller counts."""
     from PIL import Image
 
     fill = parse_background(background)
+    if not regular(path):  # a FIFO, a folder or a device given as an image: one line saying what it is
+        return ""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with open_regular(path) as fh, Image.open(fh) as img:  # never blocks: see gankit.files
+                if why := absurd_shape(*img.size):  # from the header, before a pixel is decoded
+                    return why
                 img.load()
                 img, transparent = _flatten(img, fill)
     except Exception:  # noqa: BLE001 - OSError, ValueError, a bomb's warning, and a TypeError or struct.error
-        return None  # from a TIFF tag of the wrong type: one unreadable file either way
+        return ""  # from a TIFF tag of the wrong type: one unreadable file either way
     return transforms.resize_crop(transforms.pil_to_tensor(img), image_size), transparent
+
+
+def absurd_shape(width: int, height: int) -> str:
+    """Why an image of this size is not decoded ("" when it may be): a side more than MAX_ASPECT times the other."""
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT * min(width, height):
+        return f"{width} x {height} pixels, a side over {MAX_ASPECT} times the other"
+    return ""
 
 
 def _flatten(img, fill: tuple[int, int, int] | None):
@@ -113,13 +130,42 @@ def _palette_rgb(img) -> list[tuple[int, int, int]]:
 
 
 def list_images(root: Path) -> list[Path]:
-    if not root.is_dir():
-        raise GankitError(f"image folder not found: {root}")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The image files under root (flat, or in subfolders; symbolic links to files followed, to folders not),
+    sorted. A subfolder that cannot be listed (no permission) is one GankitError: its images would otherwise be
+    left out without a word."""
+    if why := not_a_folder(root, "folder"):
+        raise GankitError(why)
+    paths, todo = [], [root]
+    while todo:
+        folder = todo.pop()
+        try:
+            entries = _entries(folder)
+        except OSError as exc:
+            raise GankitError(f"cannot list the folder {folder} ({exc.strerror or type(exc).__name__}): its images "
+                              f"would be left out; make it readable (chmod -R u+rX) or move it out of {root}") from None
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(Path(entry.path))
+            elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and _is_file(entry):
+                paths.append(Path(entry.path))
+    paths.sort()
     if not paths:
         raise GankitError(f"no images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, "
                           "flat or one subfolder per class)")
     return paths
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """One folder's listing (OSError when it cannot be listed)."""
+    with os.scandir(folder) as listing:
+        return list(listing)
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a link into a folder that cannot be searched: decoding will count it as unreadable
+        return True
 
 
 def look(root: Path, sample: int = 64) -> tuple[bool, tuple[int, int]] | None:
@@ -166,31 +212,15 @@ def layout_labels(root: Path, paths: list[Path]) -> tuple[np.ndarray | None, lis
 
 
 # ------------------------------------------------------------------ decoding (worker processes)
-def _worker_start(parent: int) -> None:
-    torch.set_num_threads(1)  # one thread per process: the processes are the parallelism
-    _die_with(parent)
-
-
-def _die_with(parent: int) -> None:
-    """Linux: this worker is killed when the packing process dies, even by SIGKILL (which leaves no chance to
-    stop its pool): PR_SET_PDEATHSIG. Elsewhere the pool's own shutdown is all there is."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
-
-
-def _decode(task: tuple[list[Path], int, int, str]) -> list[tuple[np.ndarray, bool] | None]:
+def _decode(task: tuple[list[Path], int, int, str]) -> list[tuple[np.ndarray, bool] | str]:
     """Decode files at image_size with `channels` (0: as they are) onto `background`: (pixels, had
-    transparency) per file, None for an unreadable one."""
+    transparency) per file, or why it was skipped (decode_or_why: "" for an unreadable one)."""
     paths, image_size, channels, background = task
     out = []
     for p in paths:
-        decoded = decode_file(p, image_size, background)
-        if decoded is None:
-            out.append(None)
+        decoded = decode_or_why(p, image_size, background)
+        if isinstance(decoded, str):
+            out.append(decoded)
             continue
         t, transparent = decoded
         if channels == 1 and t.shape[0] == 3:
@@ -202,56 +232,81 @@ def _decode(task: tuple[list[Path], int, int, str]) -> list[tuple[np.ndarray, bo
 
 
 def decode_all(paths: list[Path], image_size: int, channels: int,
-               background: str = "white") -> Iterator[tuple[np.ndarray, bool] | None]:
-    """Every file decoded, in order, by worker processes (in this process when there are only a few)."""
+               background: str = "white") -> Iterator[tuple[np.ndarray, bool] | str]:
+    """Every file decoded, in order, by worker processes (in this process when there are only a few; a Ctrl-C
+    ends them at once: gankit.data.workers)."""
     tasks = [(paths[i:i + CHUNK], image_size, channels, background) for i in range(0, len(paths), CHUNK)]
-    workers = min(len(os.sched_getaffinity(0)), len(tasks))
-    if workers < 2:
-        for task in tasks:
-            yield from _decode(task)
-        return
-    # fork: the workers start at once with gankit imported (spawn would import torch again in each)
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
-                             initargs=(os.getpid(),)) as pool:
-        for decoded in pool.map(_decode, tasks):
-            yield from decoded
+    for decoded in workers.in_order(_decode, tasks):
+        yield from decoded
 
 
 # ------------------------------------------------------------------ the cache
 def pack_folder(root: Path, dest: Path, image_size: int, channels: int, files: list[Path] | None = None,
-                background: str = "white") -> Path:
+                background: str = "white", exclusive: bool = False) -> Path:
     """Decode the folder into a new pack at dest. Unreadable files are left out, counted and the first few
-    named in pack.json ("skipped", "skipped_files"); so is how many had transparency ("transparent")."""
+    named in pack.json ("skipped", "skipped_files", with the reason where there is one beyond "unreadable"); so
+    is how many had transparency ("transparent"). A folder whose listing (names, sizes, times, inodes) changed
+    while it was decoded is one GankitError, and nothing is written. exclusive: dest is the user's (see
+    PackWriter.finish). Any failure or a Ctrl-C removes the partial pack; a Ctrl-C's message says so."""
     paths = files if files is not None else list_images(root)
-    before = fingerprint(root, paths)
+    before, listing = fingerprint(root, paths), _listing(paths)
     labels, classes = layout_labels(root, paths)
     writer = packs.PackWriter(dest, image_size, channels)
     kept: list[int] = []
+    reasons: dict[int, str] = {}
     transparent = 0
     try:
         for i, decoded in enumerate(decode_all(paths, image_size, channels, background)):
-            if decoded is not None:
-                writer.add(decoded[0])
-                transparent += decoded[1]
-                kept.append(i)
+            if isinstance(decoded, str):
+                reasons[i] = decoded
+                continue
+            writer.add(decoded[0])
+            transparent += decoded[1]
+            kept.append(i)
         if not kept:
             raise GankitError(f"none of the {len(paths)} image files in {root} could be read")
-        if list_images(root) != paths or fingerprint(root, paths) != before:
+        if list_images(root) != paths or _listing(paths) != listing:
             raise GankitError(f"{root} changed while it was being packed (files added, removed or modified): "
-                              "run again once it is stable (nothing was cached)")
+                              "run again once it is stable (nothing was written or cached)")
         return writer.finish(f"folder:{root}", before, None if labels is None else labels[kept], classes,
-                             skipped=len(paths) - len(kept), skipped_files=_skipped(root, paths, kept),
+                             exclusive, skipped=len(paths) - len(kept), skipped_files=_skipped(root, paths, reasons),
                              transparent=transparent, background=background, decoder=DECODER_VERSION)
+    except KeyboardInterrupt:
+        writer.abort()
+        raise KeyboardInterrupt(f"packing {root} stopped: the partial pack was removed (nothing was written to "
+                                f"{dest})") from None
     except BaseException:
         writer.abort()
         raise
 
 
-def _skipped(root: Path, paths: list[Path], kept: list[int], first: int = SKIPPED_NAMED) -> list[str]:
-    """The first few unreadable files' names, relative to the folder."""
-    left_out = sorted(set(range(len(paths))) - set(kept))[:first]
-    return [paths[i].relative_to(root).as_posix() for i in left_out]
+def _listing(paths: list[Path]) -> list[tuple[int, ...]] | None:
+    """What packing compares before and after: each file's size, modification and change times and inode (a file
+    rewritten in place with its old mtime put back still has a new ctime); None when one is gone."""
+    try:
+        return [(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for st in map(os.stat, paths)]
+    except OSError:
+        return None
+
+
+def _misfit(pack: packs.Pack, wanted: dict, fill: tuple[int, int, int] | None, files: int) -> str | None:
+    """What is wrong with a cached pack for this request (caches.reuse's check): it must record this folder, its
+    current files' fingerprint, the size, channels, decoder and background asked for, and account for every file
+    (packed or skipped)."""
+    if why := caches.mismatch(pack.meta, wanted):
+        return why
+    background = pack.meta.get("background")
+    if not isinstance(background, str) or parse_background(background) != fill:
+        return f"its background is {shown(str(background), 40)}"
+    if pack.meta["count"] + meta_count(pack.meta, "skipped") != files:
+        return f"it holds {pack.meta['count']} images and skipped {meta_count(pack.meta, 'skipped')} of {files} files"
+    return None
+
+
+def _skipped(root: Path, paths: list[Path], reasons: dict[int, str], first: int = SKIPPED_NAMED) -> list[str]:
+    """The first few skipped files' names, relative to the folder, each with its reason when it has one."""
+    return [paths[i].relative_to(root).as_posix() + (f" ({reasons[i]})" if reasons[i] else "")
+            for i in sorted(reasons)[:first]]
 
 
 def decoding_notes(meta: dict) -> list[str]:
@@ -288,24 +343,24 @@ def shown(text: str, keep: int = 120) -> str:
 def cached_pack(root: Path, image_size: int, channels: int, say=None,
                 background: str = "white") -> tuple[packs.Pack, bool]:
     """The folder's pack from the cache, made now if there is none for its current files.
-    Returns (pack, True if it came from the cache). A damaged cache entry is deleted and made again."""
+    Returns (pack, True if it came from the cache). A cache entry that is damaged or does not record this
+    folder, its current files and these settings (caches.reuse, _misfit) is deleted and made again."""
     root = root.resolve()
     paths = list_images(root)
     fill = parse_background(background)  # one key per color, however it is spelled ("white", "#fff", ...)
     shade = "none" if fill is None else "%02x%02x%02x" % fill
-    key = hashlib.sha256(f"{fingerprint(root, paths)}|{image_size}|{channels}|{shade}|{DECODER_VERSION}|"
+    fp = fingerprint(root, paths)
+    key = hashlib.sha256(f"{fp}|{image_size}|{channels}|{shade}|{DECODER_VERSION}|"
                          f"{packs.VERSION}".encode()).hexdigest()[:16]
     where = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:8]
     family = f"{slug(root.name, 40) or 'folder'}-{where}-{image_size}x{channels or 'auto'}-{shade}"
     home = cache_dir() / "packs"
     dest = home / f"{family}-{key}"
-    if dest.exists():
-        try:
-            return packs.open_pack(dest), True
-        except GankitError as exc:
-            if say:
-                say(f"the cached pack {dest} is damaged ({exc}); packing {root} again")
-            shutil.rmtree(dest, ignore_errors=True)
+    wanted = {"source": f"folder:{root}", "fingerprint": fp, "image_size": image_size,
+              "decoder": DECODER_VERSION, **({"channels": channels} if channels else {})}
+    found = caches.reuse(dest, "pack", packs.open_pack, lambda p: _misfit(p, wanted, fill, len(paths)), say)
+    if found is not None:
+        return found, True
     home.mkdir(parents=True, exist_ok=True)
     if say:
         say(f"packing {len(paths)} images of {root} into {dest} (once; later runs map it)")
