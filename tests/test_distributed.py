@@ -265,3 +265,78 @@ def test_an_agreed_stop_settles_and_stays_an_agreed_stop(tmp_path, monkeypatch):
         train(tiny_config(eval_every=0), tmp_path / "run", progress=False)
     assert type(stopped.value) is distributed.AgreedStop
     assert met == [World()] and "no checkpoint was written yet" in str(stopped.value)  # what a stop leaves
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _nodes(tmp_path: Path, *argv: str) -> list[subprocess.Popen]:
+    """Two torchrun launches on this machine, one process each, meeting at a c10d rendezvous as two machines would
+    (the README's several-machines command with HOST = 127.0.0.1)."""
+    port = _free_port()
+    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+                              "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+                              f"127.0.0.1:{port}", "--rdzv_conf", "join_timeout=60", "-m", "gankit", *map(str, argv)],
+                             env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for node in (0, 1)]
+
+
+def test_two_machines_train_as_one_process_and_the_run_resumes_on_one(tmp_path):
+    argv = ["train", "--preset", "simple-gan", "--epochs", "1", *TINY, "--set", "fused=false"]
+    one = gankit(tmp_path, *argv, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-2000:]
+    nodes = _nodes(tmp_path, *argv, "--out", tmp_path / "two")
+    outs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    a, b = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert [r["step"] for r in b] == list(range(1, 9))  # one writer: the process of rank 0
+    for x, y in zip(a, b):
+        assert all(x[k] == pytest.approx(y[k], abs=1e-5) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))"))
+    s1, s2 = checkpoint.load_checkpoint(tmp_path / "one"), checkpoint.load_checkpoint(tmp_path / "two")
+    _close(s1["generator"], s2["generator"], 1e-5)
+    _close(s1["discriminator"], s2["discriminator"], 1e-5)
+    done = gankit(tmp_path, "train", "--resume", tmp_path / "two", "--epochs", "2", "--no-progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert checkpoint.load_checkpoint(tmp_path / "two")["epoch"] == 2
+    assert [r["step"] for r in _rows(tmp_path / "two")] == list(range(1, 17))
+
+
+def test_a_machine_that_dies_leaves_the_other_with_one_line_and_the_checkpoint_intact(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    nodes = _nodes(tmp_path, "train", "--preset", "simple-gan", "--epochs", "500", "--out", run, *TINY,
+                   "--set", "fused=false", "--set", "group_timeout=30")
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / layout.CHECKPOINT).exists() and time.monotonic() < deadline:
+            assert all(node.poll() is None for node in nodes), nodes[0].stderr.read()[-2000:]
+            time.sleep(0.05)
+        workers = {node: _worker_pids(node.pid) for node in nodes}
+        dying = next(node for node, ranks in workers.items() if 1 in ranks)  # the machine of rank 1 ...
+        survivor = next(node for node in nodes if node is not dying)
+        for pid in [*workers[dying].values(), dying.pid]:  # ... loses its power: launcher and worker at once
+            os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        _, err = survivor.communicate(timeout=90)
+        waited = time.monotonic() - started
+    finally:
+        for node in nodes:
+            node.kill()
+    assert survivor.returncode != 0 and waited < 60, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("gankit:")]
+    assert len(lines) == 1, err[-3000:]
+    assert lines[0].startswith("gankit: error: another process of the training group stopped") and "intact" in lines[0]
+    assert "[rank0]: Traceback" not in err and "RuntimeError" not in err, err[-3000:]  # (torchrun's own report of
+    # a failed child, its ChildFailedError traceback, may follow)
+    saved = checkpoint.load_checkpoint(run)["epoch"]
+    assert f"the checkpoint of epoch {saved} is intact" in lines[0], lines[0]
+    done = gankit(tmp_path, "train", "--resume", run, "--epochs", str(saved + 1), "--no-progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert checkpoint.load_checkpoint(run)["epoch"] == saved + 1

@@ -16,11 +16,13 @@ The rules the trainer follows (see gankit.training.trainer):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import signal
 import threading
 import time
 import warnings
+from datetime import timedelta
 from typing import Any, Callable
 
 import torch
@@ -33,14 +35,37 @@ from gankit.devices import World
 from gankit.errors import GankitError
 
 
-def start(world: World, device: torch.device) -> torch.device:
-    """Join the process group (once) and return this rank's device: cuda:LOCAL_RANK on CUDA."""
+def start(world: World, device: torch.device, timeout: float = 300.0) -> torch.device:
+    """Join the process group (once) and return this rank's device: cuda:LOCAL_RANK on CUDA. `timeout` (seconds,
+    the config's group_timeout) bounds how long a rank waits in a collective for a silent process (a machine that
+    hangs) before it gives up with one line; a process that dies is noticed at once (its connections close)."""
     if device.type == "cuda" and world.several:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if world.several and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout))
     return device
+
+
+DIST_ERRORS = tuple(t for t in (getattr(dist, "DistError", None),) if t)  # torch >= 2.2
+# what gloo and NCCL say when another process of the group died or went silent
+PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out", "timeout",
+             "communicator was aborted", "nccl error", "socket closed")
+
+
+@contextlib.contextmanager
+def peers(world: World, what_is_intact: Callable[[], str]):
+    """A process of the group that dies (a machine lost, a worker killed) or hangs past group_timeout surfaces in
+    the others as an error from a collective: it becomes one line that says so and what is intact."""
+    try:
+        yield
+    except RuntimeError as exc:  # torch's DistBackendError and gloo's errors are RuntimeErrors
+        text = str(exc).lower()
+        if not world.several or not (isinstance(exc, DIST_ERRORS) or any(s in text for s in PEER_LOST)):
+            raise
+        cause = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise GankitError(f"another process of the training group stopped or stopped answering ({cause[:160]}); "
+                          f"{what_is_intact()}") from None
 
 
 def stop() -> None:
