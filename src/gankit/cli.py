@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     ct.add_argument("--channels", type=int, default=0, help="1 or 3 (default: as the source)")
     ct.add_argument("--epochs", type=int, default=8)
     ct.add_argument("--out", metavar="PATH", default="classifier.safetensors")
+    ct.add_argument("--force", action="store_true", help="replace an existing file (never a run's own files)")
     cp = csub.add_parser("predict", help="classify image files")
     cp.add_argument("images", nargs="+", metavar="IMAGE")
     cp.add_argument("--evaluator", metavar="PATH", default="classifier.safetensors")
@@ -140,7 +141,7 @@ def _add_export(sub) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from gankit import config
     from gankit.devices import from_env
-    from gankit.training.launch import default_run_dir, resume, train
+    from gankit.training.launch import resume, train
 
     if args.resume:
         given = [flag for flag, v in (("--preset", args.preset), ("--data", args.data), ("--config", args.config),
@@ -158,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                              image_size=args.image_size, device=args.device)
         for line in notes if from_env().main else ():
             console.say(line)
-        out = Path(args.out) if args.out else default_run_dir(cfg)
+        out = Path(args.out) if args.out else None  # None: runs/PRESET-SOURCE-TIME, made with a free suffix
         result = train(cfg, out, progress=not args.no_progress)
     if from_env().main:  # under torchrun, rank 0 speaks for the run
         print(result.summary())
@@ -252,18 +253,24 @@ def cmd_detect(args: argparse.Namespace) -> None:
 
 
 def cmd_classifier(args: argparse.Namespace) -> None:
+    from gankit.config import within
     from gankit.data import loading
     from gankit.quality import classifier
 
     if args.action == "train":
         if args.channels not in (0, 1, 3):
             raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
+        within("image_size", args.image_size, "--image-size")  # the bound train's image_size has
+        from gankit.inference.outputs import check_output
+
+        out = classifier.classifier_file(args.out)
+        check_output(out, [out], args.force, "the classifier")  # the -o rules of every command, before any work
         ds = loading.load(args.data, args.data_dir, args.image_size, args.channels)
         from gankit.quality.evaluator import train_evaluator
 
         # the same split as the cached evaluator's; its per-epoch lines are this command's output (stdout)
         model = train_evaluator(ds, epochs=args.epochs, log=print)
-        path = classifier.save_classifier(model, args.out)
+        path = classifier.save_classifier(model, out)
         print(f"validation accuracy {model.spec.val_accuracy:.2%} after {args.epochs} epochs "
               f"({model.spec.seconds:.0f} s): {path}")
     else:
@@ -272,16 +279,17 @@ def cmd_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
+    from gankit.config import within
     from gankit.data import loading
     from gankit.data.sources import normalize
-    from gankit.files import atomic_write
-    from gankit.images import grid, parse_background, save_grid
-    from gankit.inference.outputs import check_png
+    from gankit.images import parse_background
+    from gankit.inference.outputs import check_place, check_png
 
     if args.n < 1:
         raise GankitError(f"-n must be >= 1, got {args.n}")
     if args.channels not in (0, 1, 3):
         raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
+    within("image_size", args.image_size, "--image-size")  # the bound train's image_size has
     parse_background(args.background)  # a bad color is one line before anything is read
     source, taken = normalize(args.source)  # a bare folder path: folder:PATH (or packed:), for all that follows
     if taken:
@@ -293,14 +301,27 @@ def cmd_data(args: argparse.Namespace) -> None:
     if out.exists() and not args.force:
         raise GankitError(f"{out} exists: pass --force to replace it, or choose another -o")
     if args.pack:
+        check_place(Path(args.pack).expanduser(), "the pack")
         dest = loading.pack(source, args.pack, args.data_dir, args.image_size, args.channels, console.say,
                             args.background)
-        ds = loading.load(f"packed:{dest}", image_size=args.image_size)
+        try:
+            ds = loading.load(f"packed:{dest}", image_size=args.image_size)
+            _describe_and_grid(ds, out, args.n)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"the pack {dest} is complete; its grid {out} was not written") from None
+        return
     else:
         ds = loading.load(source, args.data_dir, args.image_size, args.channels, say=console.say,
                           background=args.background)
+    _describe_and_grid(ds, out, args.n)
+
+
+def _describe_and_grid(ds, out: Path, n: int) -> None:
+    from gankit.files import atomic_write
+    from gankit.images import grid, save_grid
+
     print(ds.describe())
-    pick = ds.images[:: max(1, len(ds) // args.n)][: args.n]  # spread over the set (sources may be sorted)
+    pick = ds.images[:: max(1, len(ds) // n)][:n]  # spread over the set (sources may be sorted)
     atomic_write(out, lambda tmp: save_grid(grid(pick), tmp))
     print(f"grid of {len(pick)} real images: {out}")
 

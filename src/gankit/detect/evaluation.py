@@ -28,7 +28,7 @@ from gankit.detect.methods import restore
 from gankit.detect.roc import plot_roc
 from gankit.detect.scores import detection_metrics, labels_for, roc_points
 from gankit.errors import GankitError
-from gankit.files import regular
+from gankit.files import open_regular, regular
 from gankit.inference import fake_sources
 from gankit.inference.outputs import check_png
 from gankit.run import layout
@@ -222,7 +222,7 @@ def _picture_size(path: Path) -> tuple[int, int] | None:
     try:
         with warnings.catch_warnings():  # the size is judged below, in one line, not by Pillow's warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with open_regular(path) as fh, Image.open(fh) as img:  # never a wait on a FIFO (gankit.files)
                 size = img.size
     except Image.DecompressionBombError:
         size = (0, 0)  # more than twice MAX_IMAGE_PIXELS: Pillow does not even say how many

@@ -9,11 +9,13 @@ import numpy as np
 import torch
 from numpy.lib.format import open_memmap
 
+from gankit import checks
+from gankit.checks import whole
 from gankit.data import batches
 from gankit.errors import GankitError
-from gankit.files import atomic_write
+from gankit.files import atomic_folder, atomic_write
 from gankit.images import grid, save_gif, save_grid, save_png, upscale
-from gankit.inference.outputs import check_output
+from gankit.inference.outputs import check_folder, check_output
 from gankit.inference.sampling import BLOCK, sample_blocks
 from gankit.inference.trained import find_class, load
 from gankit.models.registry import class_labels
@@ -48,7 +50,8 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
         run_dir: a gankit run directory.
         n: images (default 64), or walks with interpolate (default 8).
         out: a .png or .jpg/.jpeg path (one grid, enlarged to at least 512 px wide), a .npy path (float32
-            N x C x H x W in [-1, 1]) or a directory (a PNG each, at the generator's size).
+            N x C x H x W in [-1, 1]) or a directory (a PNG each, at the generator's size; an existing one is
+            replaced as a whole, and only when it holds nothing but such numbered PNGs).
         seed: the noise seed: the same seed draws the same images (gankit.load(run_dir).sample(n, seed) too).
         device: "cpu", "cuda", ...
         klass: draw only this class, by name or index (conditional runs).
@@ -60,6 +63,8 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
         the path written (out).
     """
     n = n if n is not None else (8 if interpolate else 64)
+    if not isinstance(out, (str, Path)):
+        raise GankitError(f"out must be a path (str or pathlib.Path), got {type(out).__name__}")
     out = Path(out)
     kind = "dir" if out.is_dir() or out.suffix == "" else out.suffix.lower()
     total = _check_request(n, interpolate, gif, kind, out, seed)
@@ -90,12 +95,10 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
 
 
 def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path, seed: int) -> int:
-    """The number of images asked for, or one line on why it cannot be written."""
-    if n < 1:
-        raise GankitError(f"-n must be >= 1, got {n}")
-    if not 0 <= seed < 2**63:
-        raise GankitError(f"--seed must be in [0, 2**63), got {seed}")
-    if interpolate and interpolate < 2:
+    """The number of images asked for, or one line on why it cannot be written (the command's arguments and the
+    Python API's alike: gankit.checks)."""
+    n, seed = whole(n, "-n", 1), checks.seed(seed)
+    if interpolate and whole(interpolate, "--interpolate") < 2:
         raise GankitError(f"--interpolate needs at least 2 frames, got {interpolate}")
     if gif and not interpolate:
         raise GankitError("--gif animates a latent walk: add --interpolate FRAMES")
@@ -117,12 +120,12 @@ def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path, se
 
 def _check_output(out: Path, kind: str, gif: bool, force: bool) -> None:
     """Never into a run directory; an existing output only with force (gankit.inference.outputs)."""
-    targets = [out.with_suffix(".gif")] if gif else []
     if kind == "dir":
-        targets += [p for p in out.iterdir()][:1] if out.is_dir() else []  # any file in it may be overwritten
+        check_folder(out, force, "samples")
     elif kind != ".gif":
-        targets.append(out)
-    check_output(out, targets, force, "samples", folder=kind == "dir")
+        check_output(out, [out], force, "samples")
+    if gif:  # OUT.gif beside
+        check_output(out.with_suffix(".gif"), [out.with_suffix(".gif")], force, "samples")
 
 
 def _labels(num_classes: int, n: int, interpolate: int, wanted: int | None):
@@ -142,14 +145,16 @@ def _name(i: int, total: int) -> str:
 
 
 def _write_folder(out: Path, blocks, total: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    i = 0
-    for block in blocks:
-        for img in batches.to_uint8(block):
-            # a new file renamed into place: an existing name (even a link to a run's file) is replaced, never
-            # written through
-            atomic_write(out / _name(i, total), lambda tmp, img=img: save_png(img, tmp), sync=False)
-            i += 1
+    """A PNG each, into a new folder that then takes out's place whole (check_folder allowed what it replaces):
+    no old sample stays beside the new ones, and no name in it is written through (a link is replaced)."""
+    def write(folder: Path) -> None:
+        i = 0
+        for block in blocks:
+            for img in batches.to_uint8(block):
+                save_png(img, folder / _name(i, total))  # a folder gankit just made: every name in it is new
+                i += 1
+
+    atomic_folder(out, write)
 
 
 def _write_npy(out: Path, blocks, shape: tuple[int, ...]) -> None:

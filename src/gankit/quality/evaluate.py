@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch
 
+from gankit import checks
+from gankit.checks import whole
 from gankit.config import MAX_IMAGE_SIZE
 from gankit.data import batches, loading
 from gankit.errors import GankitError
-from gankit.files import atomic_write, is_whole
+from gankit.files import atomic_write, is_whole, own_in_place
 from gankit.images import grid, save_grid
 from gankit.inference import fake_sources
 from gankit.inference.sampling import sample
@@ -71,8 +73,11 @@ def evaluate(run_dir: str | Path, n: int | None = None, evaluator: str | None = 
         beside floor (the same metrics for real vs real data), n, epoch, step and notes; .table() is what the
         command prints, .to_dict() its JSON.
     """
-    if n is not None and n < 10:
-        raise GankitError(f"-n must be >= 10 for the metrics to mean anything, got {n}")
+    if n is not None:
+        whole(n, "-n (fakes measured)", 10)
+    seed = checks.seed(seed)
+    if record:  # a metrics.jsonl it may not append to is refused before any work (a link: gankit.files)
+        own_in_place(Path(run_dir) / layout.METRICS)
     name = layout.BEST if best else layout.GENERATOR
     generator, cfg = generator_file.load_generator(run_dir, device, name=name)
     info = generator_file.export_info(run_dir, name)
@@ -139,8 +144,9 @@ def evaluate_fakes(fakes: str | Path, real: str, n: int | None = None, evaluator
     Returns:
         an Evaluation of the fakes beside the floor of the real data at the same n (nothing is recorded).
     """
-    if n is not None and n < 10:
-        raise GankitError(f"-n must be >= 10 for the metrics to mean anything, got {n}")
+    if n is not None:
+        whole(n, "-n (fakes measured)", 10)
+    seed = checks.seed(seed)
     channels, size = fake_sources.shape_of(fakes)
     if size < 1:
         raise GankitError(f"the fakes in {fakes} are not square: give square images (as generators make)")

@@ -18,6 +18,11 @@ DETECTOR_DIR/ (gankit.detect.store)
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from gankit.run.lock import LOCK
+
 CONFIG = "config.toml"
 CHECKPOINT = "checkpoint.pt"
 GENERATOR = "generator.safetensors"
@@ -43,3 +48,19 @@ EPOCH_GRIDS = "epoch_*.png"  # every epoch_grid(n) in SAMPLES
 def epoch_grid(epoch: int) -> str:
     """The fixed-noise grid of an epoch, inside SAMPLES."""
     return f"epoch_{epoch:03d}.png"
+
+
+def grid_epoch(path: str | Path) -> int | None:
+    """The epoch of a file named as epoch_grid names them (epoch_007.png -> 7); None for any other name that
+    EPOCH_GRIDS matches (a stray epoch_best.png is no epoch's grid)."""
+    digits = Path(path).name.removeprefix("epoch_").removesuffix(".png")
+    return int(digits) if Path(path).name == f"epoch_{digits}.png" and digits.isascii() and digits.isdigit() else None
+
+
+def is_run_dir(folder: str | Path) -> bool:
+    """Whether folder is a run directory, finished or not: its config.toml beside anything only a run writes (a
+    run killed in its first epoch holds config.toml, .lock and metrics.jsonl, no checkpoint yet). The one test
+    of every command that writes what it makes (gankit.inference.outputs): a run's files are its own."""
+    folder = Path(folder)
+    return (folder / CONFIG).is_file() and any(os.path.lexists(folder / name)
+                                               for name in (CHECKPOINT, GENERATOR, BEST, METRICS, LOCK))

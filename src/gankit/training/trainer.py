@@ -12,6 +12,8 @@ gankit.training.launch starts and resumes runs with it (the run directory's lock
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import time
 from pathlib import Path
 from typing import Any
@@ -161,7 +163,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else {}, "ada": self.ada.state_dict() if self.ada else {},
             "loss_g": self.gan_step.loss_g.detach().float().cpu(),
             "epoch": self.epoch, "step": self.step, "rng": self.rng.get_state(), "rng_device": self.device.type,
-            "fixed_noise": self.fixed_noise.cpu(), "config": self.cfg.to_dict(),
+            "fixed_noise": self.fixed_noise.cpu(), "config": self.cfg.to_dict(), "data": loading.identity(self.data),
             "quality": self.quality.state_dict() if self.quality else {},
         }
 
@@ -204,26 +206,29 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> RunResult:
-        """Train from the current epoch to the last (or an early stop, or the time limit), then finish."""
-        self._open_run_dir()
-        self.G.train()
-        self.D.train()
-        self.budget = budget.Budget(self.cfg, len(self.batches), self.step, self.epoch)
-        trained, stopped = 0, None
-        try:
-            with self.interrupts:
-                while self.epoch < self.cfg.epochs and not stopped:
-                    if self.step > self.budget.first and self.out_of_time():  # an evaluation or a
-                        # checkpoint ran past the limit: no new epoch (the first one always takes a step)
-                        stopped = self.time_stop()
-                        self.say(stopped)
-                        break
-                    steps, seconds, out_of_time = self.train_epoch()
-                    trained += steps * self.cfg.batch_size
-                    stopped = self.end_epoch(seconds, steps, out_of_time)
-        finally:
-            self.log.close()
-        return self.finish(stopped, self.budget.elapsed(), trained)
+        """Train from the current epoch to the last (or an early stop, or the time limit), then finish.
+        A failed write (a full disk), of whichever file, is one line: the file, and what is intact; so is another
+        process of a torchrun group that died or hangs."""
+        with self.writes(), distributed.peers(self.world, self.on_disk):
+            self._open_run_dir()
+            self.G.train()
+            self.D.train()
+            self.budget = budget.Budget(self.cfg, len(self.batches), self.step, self.epoch)
+            trained, stopped = 0, None
+            try:
+                with self.interrupts:
+                    while self.epoch < self.cfg.epochs and not stopped:
+                        if self.step > self.budget.first and self.out_of_time():  # an evaluation or a
+                            # checkpoint ran past the limit: no new epoch (the first one always takes a step)
+                            stopped = self.time_stop()
+                            self.say(stopped)
+                            break
+                        steps, seconds, out_of_time = self.train_epoch()
+                        trained += steps * self.cfg.batch_size
+                        stopped = self.end_epoch(seconds, steps, out_of_time)
+            finally:
+                self.log.close()
+            return self.finish(stopped, self.budget.elapsed(), trained)
 
     def out_of_time(self) -> bool:
         """Whether time_limit has passed: rank 0's clock decides for every rank."""
@@ -326,14 +331,27 @@ class Trainer:
                 if finding.kind == "divergence":
                     raise Diverged(f"{finding.line()}; {self.on_disk()}")
 
-    def on_disk(self) -> str:
-        """What a stopped run leaves to continue from, in words."""
-        again = f"gankit train --resume {self.run_dir}"
+    def on_disk(self, first: str = "") -> str:
+        """What a stopped run leaves to continue from, in words (first: what to do before resuming)."""
+        again = f"{first}gankit train --resume {self.run_dir}"
+        if self.saved_epoch and self.saved_epoch >= self.cfg.epochs:  # stopped after the last checkpoint
+            return f"training finished: the checkpoint of epoch {self.saved_epoch} is intact"
         if self.saved_epoch:
             return f"the checkpoint of epoch {self.saved_epoch} is intact ({again})"
         if (self.run_dir / layout.CONFIG).exists():
             return f"no checkpoint was written yet: {again} starts it again from epoch 1"
         return "nothing was written"
+
+    @contextlib.contextmanager
+    def writes(self):
+        """The one rule for a write that fails while training (a full disk): a GankitError naming the file, the
+        cause, and what is intact (rank 0's, in end_epoch, is every rank's)."""
+        try:
+            yield
+        except OSError as exc:
+            first = "free space, then " if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that, then "
+            raise GankitError(f"cannot write {exc.filename or f'into {self.run_dir}'} ({exc.strerror or exc}); "
+                              f"{self.on_disk(first)}") from None
 
     def warn(self, finding: Finding) -> None:
         """A health finding: a warning line, and a record in metrics.jsonl and TensorBoard (rank 0)."""
@@ -355,7 +373,11 @@ class Trainer:
         """Rank 0 writes the epoch's files and checkpoint while the others wait; its decision to stop (early
         stop, time limit), or its error, is every rank's."""
         self.epoch += 1
-        stopped = distributed.shared(self.world, lambda: self._write_epoch(seconds, steps, out_of_time))
+        def write() -> str | None:
+            with self.writes():  # inside shared: rank 0's failed write is every rank's line
+                return self._write_epoch(seconds, steps, out_of_time)
+
+        stopped = distributed.shared(self.world, write)
         self.saved_epoch = self.epoch
         if stopped:
             self.say(stopped)
@@ -367,7 +389,8 @@ class Trainer:
         cfg = self.cfg
         self.recalibrate_ema()
         grid = sample_grid(self.G_sampled, self.fixed_noise, self.fixed_labels, nrow=cfg.num_classes or None)
-        images_mod.save_grid(grid, self.run_dir / layout.SAMPLES / layout.epoch_grid(self.epoch))
+        atomic_write(self.run_dir / layout.SAMPLES / layout.epoch_grid(self.epoch),  # a link replaced, not followed
+                     lambda tmp: images_mod.save_grid(grid, tmp))
         self.log.epoch(self.epoch, self.step, seconds, steps * cfg.batch_size / max(seconds, 1e-9), grid)
         self.write_generator(layout.GENERATOR)
         stopped = None
@@ -375,11 +398,7 @@ class Trainer:
             stopped = self.evaluate()
         if out_of_time:
             stopped = self.time_stop()
-        try:
-            checkpoint.save_checkpoint(self.state_dict(), self.run_dir)
-        except OSError as exc:  # a full disk: the previous checkpoint stays
-            raise GankitError(f"cannot write the checkpoint of epoch {self.epoch} to {exc.filename} "
-                              f"({exc.strerror}); {self.on_disk()}") from None
+        checkpoint.save_checkpoint(self.state_dict(), self.run_dir)  # a failure leaves the previous one
         return stopped
 
     def recalibrate_ema(self) -> None:
