@@ -254,7 +254,8 @@ def test_the_evaluator_hash_of_a_folder_is_its_pack_fingerprint_not_its_pixels(t
 
 RSS_SCRIPT = """
 import sys, torch
-from gankit.data import batches, loading
+from gankit.data import batches, loading, packs
+packs.IN_MEMORY_BYTES = 0  # a pack larger than memory allows: mapped
 def anon():
     return int(next(l for l in open('/proc/self/status') if l.startswith('RssAnon')).split()[1]) * 1024
 ds = loading.load('packed:' + sys.argv[1], image_size=64)
@@ -341,7 +342,7 @@ SLOW_PACKER = """
 import sys, time
 from pathlib import Path
 from gankit.data import folders
-folders.decode_file = lambda path, size, background: time.sleep(120)  # workers that would outlive a killed parent
+folders.decode_or_why = lambda path, size, background: time.sleep(120)  # workers that would outlive a killed parent
 print("start", flush=True)
 list(folders.decode_all([Path(sys.argv[1])] * (4 * folders.CHUNK), 8, 0))
 """

@@ -179,7 +179,7 @@ def look(root: Path, sample: int = 64) -> tuple[bool, tuple[int, int]] | None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                with Image.open(p) as img:
+                with open_regular(p) as fh, Image.open(fh) as img:  # a FIFO swapped in: skipped, no wait
                     sizes.append(img.size)
                     color = color or not (is_gray(img.mode) or (img.mode in ("P", "PA") and all(
                         r == g == b for r, g, b in _palette_rgb(img))))

@@ -37,6 +37,7 @@ class ImageData:
     pack: Path | None = None  # the pack the images are mapped from
     cache: str = ""  # for folders: whether the pack came from the cache
     notes: list[str] = field(default_factory=list)  # what decoding did: files skipped (named), transparency
+    content: str = ""  # identity()'s hash of in-memory data, once computed
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -138,9 +139,12 @@ def pack(source: str, dest: str | Path, data_dir: str | Path | None = None, imag
     dest.parent.mkdir(parents=True, exist_ok=True)
     if source.startswith("folder:"):
         root = Path(source[len("folder:"):]).expanduser().resolve()
-        if say:
-            say(f"packing the images of {root} into {dest}")
-        done = folders.pack_folder(root, dest, image_size, channels, background=background)
+        try:
+            if say:
+                say(f"packing the images of {root} into {dest}")
+            done = folders.pack_folder(root, dest, image_size, channels, background=background, exclusive=True)
+        except KeyboardInterrupt as exc:  # (before the pack was begun, there is nothing to remove)
+            raise KeyboardInterrupt(str(exc) or f"packing {root} stopped (nothing was written to {dest})") from None
         for line in folders.decoding_notes(packs.open_pack(done).meta) if say else ():
             say(line)
         return done
@@ -158,10 +162,37 @@ def write_pack(data: ImageData, dest: Path) -> Path:
         fingerprint = data.fingerprint or content_hash(data)
         labels = None if data.labels is None or not data.classes else data.labels.numpy()
         return writer.finish(data.name, fingerprint, labels, data.classes if labels is not None else None,
-                             skipped=data.skipped)
+                             exclusive=True, skipped=data.skipped)
+    except KeyboardInterrupt:
+        writer.abort()
+        raise KeyboardInterrupt(f"the partial pack was removed (nothing was written to {dest})") from None
     except BaseException:
         writer.abort()
         raise
+
+
+def identity(data: ImageData) -> str:
+    """What a run records of its data, to tell on resume whether the source still holds the same images: a
+    pack's (a folder's) fingerprint, else the hash of every pixel and label (computed once per load)."""
+    if data.fingerprint:
+        return data.fingerprint
+    if not data.content:
+        data.content = content_hash(data)
+    return data.content
+
+
+def same_data(recorded, data: ImageData, changed_ok: bool, where: str) -> str | None:
+    """Resume's check of the data: GankitError naming both fingerprints when the source no longer holds what the
+    checkpoint was trained on (a folder replaced or edited, another pack), unless changed_ok; then the line to
+    say. Nothing recorded (a checkpoint older than the check): None."""
+    now = identity(data)
+    if not isinstance(recorded, str) or recorded == now:
+        return None
+    if not changed_ok:
+        raise GankitError(f"{data.name} is not the data {where} was trained on: its fingerprint is {now[:12]}, the "
+                          f"checkpoint's {recorded[:12]} (images added, removed or changed). Put the original back, "
+                          "or pass --set data_changed_ok=true to continue on the new images")
+    return f"continuing {where} on changed data (fingerprint {recorded[:12]} -> {now[:12]}): data_changed_ok=true"
 
 
 def content_hash(data: ImageData) -> str:

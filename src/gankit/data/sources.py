@@ -4,6 +4,8 @@ them without importing torch (gankit.data.loading loads them)."""
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from pathlib import Path
 
 TORCHVISION_SOURCES = {
@@ -43,3 +45,25 @@ def unknown(text: str) -> str:
     else:
         hint = ""
     return f"unknown data source '{text}' ({hint}choose from: {', '.join(SOURCES)})"
+
+
+NEEDS = {"folder": "a folder of image files (flat, or one subfolder per class)",
+         "packed": "a folder that `gankit data SOURCE --pack DIR` wrote"}
+
+
+def not_a_folder(path: Path, kind: str) -> str | None:
+    """For folder:PATH (kind "folder") and packed:PATH ("packed"): None when PATH is a folder, else the one line
+    saying what is there instead (nothing, a file, a FIFO, a broken link) and what the source needs."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        return None
+    need = f"{kind}:PATH needs {NEEDS[kind]}"
+    if mode is None:
+        what = "a broken symbolic link" if path.is_symlink() else None
+        missing = "image folder" if kind == "folder" else "pack"
+        return f"{path} is {what}: {need}" if what else f"{missing} not found: {path} ({need})"
+    what = "a file" if stat.S_ISREG(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "no folder"
+    return f"{path} is {what}, not a folder: {need}"

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gankit import console
-from gankit.data import loading
+from gankit.data import caches, loading
 from gankit.errors import GankitError
 from gankit.files import atomic_write, cache_dir, slug
 from gankit.quality import classifier as clf
@@ -60,11 +60,13 @@ def evaluator_for(data: loading.ImageData, path: str | Path | None = None, progr
     c, s = data.images.shape[1], data.images.shape[2]
     version = f"v{EVALUATOR_VERSION}" if kind == "classifier" else f"self-v{SELF_VERSION}"
     cached = cache_dir() / "evaluators" / f"{slug(data.name)}-{c}x{s}-{digest[:16]}-{version}.safetensors"
-    if cached.is_file():
-        try:
-            return clf.load_classifier(cached)
-        except GankitError:
-            cached.unlink(missing_ok=True)  # a damaged cache entry is retrained, not fatal
+    wanted = {"channels": c, "image_size": s, "source": data.name, "data_hash": digest,
+              "objective": "labels" if kind == "classifier" else "contrastive",
+              "classes": list(data.classes or ()) if kind == "classifier" else []}
+    found = caches.reuse(cached, "evaluator", clf.load_classifier, lambda m: caches.mismatch(vars(m.spec), wanted),
+                         console.note)
+    if found is not None:
+        return found
     say = console.say if progress else console.silent
     if kind == "classifier":
         say(f"training the evaluator for {data.name} (once; cached in {cached.parent})")
@@ -137,19 +139,10 @@ def reference_for(data: loading.ImageData, evaluator: clf.Classifier) -> Referen
     ev = fingerprint(evaluator)
     path = cache_dir() / "reference" / f"{slug(data.name)}-{ev[:12]}-{clf.data_hash(data)[:16]}.safetensors"
     a, b = halves(data, getattr(evaluator, "half_cap", HALF_CAP))
-    if path.is_file():
-        try:
-            t = load_file(str(path))
-            ref = Reference(t["features_a"], t["features_b"], t["preds_b"], t["class_prior"])
-            width = getattr(evaluator, "num_features", ref.features_a.shape[-1])
-            if (ref.features_a.shape, ref.features_b.shape) == ((len(a), width), (len(b), width)) and \
-                    ref.preds_b.shape in ((0,), (len(b),)) and ref.class_prior.ndim == 1 and \
-                    torch.isfinite(ref.features_a).all() and torch.isfinite(ref.features_b).all():
-                return ref
-            console.note(f"the cached reference {path} does not fit its evaluator and data: computing it again")
-        except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
-            pass
-        path.unlink(missing_ok=True)
+    found = caches.reuse(path, "real-feature reference", _load_reference,
+                         lambda ref: _misfit(ref, evaluator, data, a, b), console.note)
+    if found is not None:
+        return found
     features_a, _ = evaluator.embed(data.images[a])
     features_b, logits_b = evaluator.embed(data.images[b])
     if logits_b is not None and (counts := data.class_counts()) is not None:
@@ -163,3 +156,30 @@ def reference_for(data: loading.ImageData, evaluator: clf.Classifier) -> Referen
                "class_prior": ref.class_prior}
     atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
     return ref
+
+
+def _load_reference(path: Path) -> Reference:
+    t = load_file(str(path))
+    return Reference(t["features_a"], t["features_b"], t["preds_b"], t["class_prior"])
+
+
+def _misfit(ref: Reference, evaluator, data: loading.ImageData, a: torch.Tensor, b: torch.Tensor) -> str | None:
+    """What is wrong with a cached reference for this evaluator and data (caches.reuse's check): features of
+    halves A and B at the evaluator's width, finite; B's predicted classes and the class prior only when the
+    evaluator predicts classes, within them."""
+    width = getattr(evaluator, "num_features", None)
+    classes = len(getattr(getattr(evaluator, "spec", None), "classes", None) or ())
+    labeled = classes and data.class_counts() is not None
+    for name, t, want in (("features_a", ref.features_a, (len(a), width)),
+                          ("features_b", ref.features_b, (len(b), width))):
+        if not t.is_floating_point() or (width is not None and tuple(t.shape) != want) or t.ndim != 2 or \
+                len(t) != want[0] or not torch.isfinite(t).all():
+            return f"its {name} is a {t.dtype} {tuple(t.shape)}, not {want[0]} x {width or 'N'} finite floats"
+    if ref.preds_b.dtype != torch.long or tuple(ref.preds_b.shape) != ((len(b),) if classes else (0,)) or \
+            (classes and len(b) and not 0 <= int(ref.preds_b.min()) <= int(ref.preds_b.max()) < classes):
+        return f"its preds_b ({ref.preds_b.dtype} {tuple(ref.preds_b.shape)}) are no classes of its evaluator"
+    prior = ref.class_prior
+    if not prior.is_floating_point() or tuple(prior.shape) != ((len(data.classes),) if labeled else (0,)) or \
+            not torch.isfinite(prior).all() or (len(prior) and (prior.min() < 0 or abs(float(prior.sum()) - 1) > 1e-3)):
+        return f"its class_prior ({prior.dtype} {tuple(prior.shape)}) is not the data's class frequencies"
+    return None

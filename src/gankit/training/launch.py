@@ -16,6 +16,7 @@ import torch.distributed as dist
 from gankit import config as config_mod
 from gankit import console, devices
 from gankit.config import Config
+from gankit.data import loading
 from gankit.devices import resolve_device
 from gankit.errors import GankitError
 from gankit.run import checkpoint, generator_file, layout
@@ -39,7 +40,8 @@ def train(cfg: Config | str | None = None, run_dir: str | Path | None = None, re
 
     Args:
         cfg: a preset name ("dcgan", "simple-gan"), a Config (gankit.config.resolve), or None: the dcgan preset.
-        run_dir: the run directory to create (it must not exist yet, or be empty); None: runs/PRESET-SOURCE-TIME.
+        run_dir: the run directory to create (it must not exist yet, or be empty); None: runs/PRESET-SOURCE-TIME
+            (-2, -3, ... added when a run started in the same second took that name).
         resume: continue run_dir from its checkpoint (gankit.resume is the usual way to ask for it).
         progress: a progress bar and notes on stderr.
         **settings: config values over the preset or cfg, as `--set key=value` gives them: epochs=5,
@@ -63,11 +65,12 @@ def train(cfg: Config | str | None = None, run_dir: str | Path | None = None, re
     for line in notes if progress else ():
         console.say(line)
     owns_group = world.several and not dist.is_initialized()
-    device = distributed.start(world, resolve_device(cfg.device))
+    device = distributed.start(world, resolve_device(cfg.device), cfg.group_timeout)
     try:
+        numbered = run_dir is None  # the default name: a run started in the same second may hold it
         # one name for the run, rank 0's (the default one has the time in it)
         run_dir = Path(distributed.shared(world, lambda: str(run_dir or default_run_dir(cfg))))
-        return _claimed(cfg, run_dir, resume, progress, world, device)
+        return _claimed(cfg, run_dir, resume, progress, world, device, numbered)
     except distributed.AgreedStop:
         distributed.settle(world)  # rank 0 has closed its files before any rank exits
         raise
@@ -87,15 +90,22 @@ def _config(cfg: Config | str | None, settings: dict[str, Any], notes: list[str]
 
 
 def _claimed(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: devices.World,
-             device) -> RunResult:
+             device, numbered: bool = False) -> RunResult:
     held: list[rundir.RunLock] = []
 
-    def claim() -> None:
-        held.append(rundir.claim(run_dir, resume))
+    def claim() -> str:
+        lock = rundir.claim(run_dir, resume, numbered)
         if not resume:  # resumable from the first moment: a run killed while it starts resumes from epoch 1
-            config_mod.save(cfg, run_dir / layout.CONFIG)
+            try:
+                config_mod.save(cfg, lock.run_dir / layout.CONFIG)
+            except BaseException:  # a failed first write leaves no half-made run folder
+                lock.discard((layout.CONFIG,))
+                lock.release()
+                raise
+        held.append(lock)
+        return str(lock.run_dir)  # a default name taken by another run got a suffix
 
-    distributed.shared(world, claim)  # on rank 0; its refusal is every rank's
+    run_dir = Path(distributed.shared(world, claim))  # on rank 0; its refusal is every rank's
     trainer = None
     with held[0] if held else contextlib.nullcontext() as lock:
         try:
@@ -124,6 +134,10 @@ def _prepare(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: de
     trainer = Trainer(cfg, run_dir, progress, device=device, world=world)
     trainer.resumed = resume
     if state is not None:
+        # a source replaced since the checkpoint would continue silently on other pictures
+        if (changed := loading.same_data(state.get("data"), trainer.data, cfg.data_changed_ok, str(run_dir))) and \
+                world.main:
+            console.note(changed)
         try:
             trainer.load_state_dict(state)
         except GankitError as exc:
