@@ -391,7 +391,7 @@ def test_a_fifo_in_a_detector_folder_is_refused_not_waited_on(synth, tmp_path, c
         (copy / name).unlink()
         os.mkfifo(copy / name)
         code, out, err = _cli(capsys, "detect", "eval", copy, "--real", synth["real"], "--fake", synth["corner_test"])
-        assert code == 2 and f"{name} is not a regular file" in err, err
+        assert code == 2 and f"{name} is a FIFO (named pipe), not a regular file" in err, err
 
 
 def test_fakes_in_either_byte_order_read_alike(synth, tmp_path):

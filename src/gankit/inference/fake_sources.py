@@ -19,7 +19,7 @@ import torch
 
 from gankit.data import batches, folders, loading
 from gankit.errors import GankitError
-from gankit.files import regular
+from gankit.files import open_regular, regular
 from gankit.images import is_gray
 from gankit.inference.sampling import sample_blocks
 from gankit.models.registry import class_labels
@@ -158,7 +158,7 @@ def _file_shape(path: Path) -> tuple[int, int] | None:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with open_regular(path) as fh, Image.open(fh) as img:  # never a wait on a FIFO (gankit.files)
             return (1 if is_gray(img.mode) else 3), (img.size[0] if img.size[0] == img.size[1] else -max(img.size))
     except Exception:  # noqa: BLE001 - anything Pillow cannot open is an unreadable file
         return None
