@@ -1,5 +1,7 @@
-"""File safety: every file gankit writes into a run directory or a cache goes through `atomic_write`; values
-read back from files that anyone may have edited are checked with `is_whole` and `real_or`."""
+"""File safety: every file gankit writes into a run directory or a cache goes through `atomic_write`; every file
+it reads is a regular file (`regular`, `open_regular`, `read_regular`: a FIFO, a folder or a device there is one
+line saying what it is, never a wait), its size bounded; values read back from files that anyone may have edited
+are checked with `is_whole` and `real_or`."""
 
 from __future__ import annotations
 
@@ -248,6 +250,17 @@ def write_to(out, write: Callable) -> None:
         write(out)
     else:
         atomic_write(out, write)
+
+
+def utf8_name(path: str | Path, fix: str = "choose a name in UTF-8") -> None:
+    """Refuse, before anything is read or made, a path that is not valid UTF-8 (bytes of another encoding in a
+    folder name): safetensors and TensorBoard cannot open a file under it, so a run or a detector there would
+    fail half made, or be called corrupt."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise GankitError(f"{path} is not a valid UTF-8 name, which safetensors and TensorBoard cannot use: {fix} "
+                          "(nothing was written)") from None
 
 
 class Named:
