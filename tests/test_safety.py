@@ -100,11 +100,18 @@ def test_out_naming_a_file_is_one_line(capsys, tmp_path):
     assert code == 2 and "is a file, not a run directory" in err and err.count("\n") == 1
 
 
+def _dead_pid() -> int:
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
 def test_orphaned_temporary_files_are_removed_on_the_next_start(mlp_run, tmp_path):
     run = _copy(mlp_run, tmp_path)
-    (run / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (run / f".checkpoint.pt.gankit-{_dead_pid()}-abc12345.tmp").write_bytes(b"half a checkpoint")
+    (run / ".notes.tmp").write_text("a user's file: gankit cannot prove it made it")
     resume(run, {"epochs": 2}, progress=False)
-    assert not list(run.glob(".*.tmp"))
+    assert [p.name for p in run.glob(".*.tmp")] == [".notes.tmp"]
 
 
 # ------------------------------------------------------------------ 2. stopped before the first checkpoint
@@ -470,7 +477,7 @@ def test_generate_into_a_folder_with_files_needs_force(capsys, mlp_run, tmp_path
 
 
 def test_generate_cleans_up_what_a_killed_generate_left(capsys, mlp_run, tmp_path):
-    orphan = tmp_path / ".big.npy.abc123.tmp"
+    orphan = tmp_path / f".big.npy.gankit-{_dead_pid()}-abc12345.tmp"
     orphan.write_bytes(b"x" * 1000)
     assert _cli(capsys, "generate", mlp_run, "-n", "4", "-o", tmp_path / "big.npy")[0] == 0
     assert not orphan.exists() and np.load(tmp_path / "big.npy").shape == (4, 1, 28, 28)

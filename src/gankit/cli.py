@@ -261,10 +261,12 @@ def cmd_classifier(args: argparse.Namespace) -> None:
         if args.channels not in (0, 1, 3):
             raise GankitError(f"--channels must be 1 or 3, got {args.channels}")
         within("image_size", args.image_size, "--image-size")  # the bound train's image_size has
+        from gankit.files import utf8_name
         from gankit.inference.outputs import check_output
 
         out = classifier.classifier_file(args.out)
         check_output(out, [out], args.force, "the classifier")  # the -o rules of every command, before any work
+        utf8_name(out)  # a safetensors file
         ds = loading.load(args.data, args.data_dir, args.image_size, args.channels)
         from gankit.quality.evaluator import train_evaluator
 

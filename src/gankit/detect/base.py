@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 
 from gankit import console
+from gankit.checks import Field
 
 
 class Detector:
@@ -19,6 +20,8 @@ class Detector:
     name = ""
     trains = True  # False: nothing is fitted (the discriminator of a run)
     options: tuple[str, ...] = ()  # settings a user may choose (train_detector's **settings)
+    # what each setting in detector.toml must be, checked when a detector folder is read (gankit.detect.store)
+    SETTINGS: dict[str, Field] = {}
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = dict(settings)

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit import console
+from gankit.checks import Field
+from gankit.config import MAX_IMAGE_SIZE
 from gankit.data import batches
 from gankit.detect import perturb
 from gankit.detect.base import Detector, prefixed, unprefixed
@@ -47,6 +49,11 @@ class SmallCNN(nn.Module):
 class CNNDetector(Detector):
     name = "cnn"
     options = tuple(DEFAULTS)
+    SETTINGS = {"channels": Field(int, choices=(1, 3)), "image_size": Field(int, 8, MAX_IMAGE_SIZE),
+                "epochs": Field(int, 1, 10**6), "patience": Field(int, 1, 10**6), "batch_size": Field(int, 1, 65536),
+                "lr": Field(float, 0, 10), "augment_p": Field(float, 0, 1), "blur_sigma": Field(list, 0, 100),
+                "jpeg_quality": Field(list, 0, 100), "best_epoch": Field(int, 0, 10**6, optional=True),
+                "epochs_trained": Field(int, 0, 10**6, optional=True)}
 
     def __init__(self, settings: dict[str, Any]):
         super().__init__({**DEFAULTS, **settings})

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from gankit import config as config_mod
+from gankit.checks import Field
 from gankit.data import batches
 from gankit.detect.base import Detector, prefixed, unprefixed
 from gankit.errors import GankitError
@@ -51,6 +52,10 @@ CALIBRATION = 5000  # real images whose BatchNorm statistics D uses with batchno
 class DiscriminatorDetector(Detector):
     name = "discriminator"
     trains = False
+    SETTINGS = {"label_rule": Field(str, choices=LABEL_RULES), "batchnorm": Field(str, choices=BATCHNORM),
+                "run_config": Field(dict), "run": Field(str, 0, 4096, optional=True),
+                "epoch": Field(int, 0, 10**7, optional=True), "step": Field(int, 0, 2**53, optional=True),
+                "loss": Field(str, 0, 100, optional=True), "calibration_images": Field(int, 0, None, optional=True)}
 
     def __init__(self, settings: dict[str, Any]):
         super().__init__({"label_rule": "max", "batchnorm": "real", **settings})
@@ -58,8 +63,7 @@ class DiscriminatorDetector(Detector):
             if self.settings[key] not in allowed:
                 raise GankitError(f"{key} must be one of {', '.join(allowed)}, got {self.settings[key]!r}")
         try:
-            self.cfg = config_mod.Config(**self.settings["run_config"])
-            config_mod.validate(self.cfg)
+            self.cfg = config_mod.override(config_mod.Config(), self.settings["run_config"])  # coerced, checked
         except (KeyError, TypeError, GankitError) as exc:
             raise GankitError(f"its run_config does not describe a gankit run ({exc})") from None
         cfg = self.cfg

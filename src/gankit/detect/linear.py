@@ -22,10 +22,13 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from gankit import console
+from gankit.checks import Field
+from gankit.config import MAX_IMAGE_SIZE
 from gankit.detect.base import Detector, prefixed, unprefixed
 from gankit.detect.scores import balanced_log_loss, detection_metrics, labels_for
 from gankit.errors import GankitError
 from gankit.quality import classifier as clf
+from gankit.weights import check_tensors
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -39,7 +42,11 @@ class LinearDetector(Detector):
     def scores(self, images: torch.Tensor) -> torch.Tensor:
         if not len(images):
             return torch.zeros(0)
-        x = (self.features(images).double() - self.head["mean"]) / self.head["scale"]
+        features = self.features(images).double()
+        if features.shape[1:] != self.head["mean"].shape:
+            raise GankitError(f"its logistic head takes {len(self.head['mean'])} features, and its {self.name} "
+                              f"features have {features.shape[1]}: a head of another detector; train it again")
+        x = (features - self.head["mean"]) / self.head["scale"]
         return torch.sigmoid(x @ self.head["coef"] + self.head["intercept"]).float()
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -49,6 +56,13 @@ class LinearDetector(Detector):
         self.head = {k: v.double() for k, v in unprefixed("head", tensors).items()}
         if set(self.head) != {"mean", "scale", "coef", "intercept"}:
             raise GankitError("its weights lack the logistic head (mean, scale, coef, intercept)")
+        mean, scale, coef, intercept = (self.head[k] for k in ("mean", "scale", "coef", "intercept"))
+        if (mean.dim() != 1 or not len(mean) or scale.shape != mean.shape or coef.shape != mean.shape
+                or intercept.numel() != 1 or not bool((scale > 0).all())):
+            raise GankitError(f"its logistic head does not fit together (mean {tuple(mean.shape)}, scale "
+                              f"{tuple(scale.shape)}, coef {tuple(coef.shape)}, intercept {tuple(intercept.shape)}; "
+                              "every scale > 0): train it again")
+        self.head["intercept"] = intercept.reshape(())
 
     def fit(self, real: torch.Tensor, fake: torch.Tensor, val_real: torch.Tensor, val_fake: torch.Tensor,
             seed: int = 0, log: Callable[[str], None] = console.silent) -> list[dict[str, Any]]:
@@ -77,6 +91,8 @@ class ProbeDetector(LinearDetector):
     """Logistic regression on the evaluator's (or Inception's) frozen features."""
 
     name = "probe"
+    SETTINGS = {"features": Field(str, choices=("evaluator", "inception")), "evaluator": Field(dict, optional=True),
+                "evaluator_path": Field(str, 0, 4096, optional=True), "C": Field(float, 0, None, optional=True)}
 
     def __init__(self, settings: dict[str, Any], extractor: torch.nn.Module | None = None):
         super().__init__({"features": "evaluator", **settings})
@@ -105,6 +121,8 @@ class ProbeDetector(LinearDetector):
         spec = self.settings.get("evaluator")
         if not isinstance(spec, dict) or weights is None:
             raise GankitError("its probe has no evaluator weights: train it again")
+        clf.check_spec(spec, "its evaluator")  # before a network is built from it
+        check_tensors(weights, "its evaluator")
         try:
             model = clf.Classifier(clf.ClassifierSpec(**spec))
             model.load_state_dict(weights)
@@ -134,6 +152,8 @@ class SpectrumDetector(LinearDetector):
     """Logistic regression on the radial log power spectrum."""
 
     name = "spectrum"
+    SETTINGS = {"channels": Field(int, choices=(1, 3)), "image_size": Field(int, 8, MAX_IMAGE_SIZE),
+                "C": Field(float, 0, None, optional=True)}
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return radial_spectrum(images)

@@ -33,7 +33,15 @@ from gankit.checks import Field, expect_fields
 from gankit.config import MAX_IMAGE_SIZE
 from gankit.detect.methods import METHODS
 from gankit.errors import GankitError
-from gankit.files import atomic_folder, atomic_write, atomic_write_text, irregular, read_regular_text, regular
+from gankit.files import (
+    atomic_folder,
+    atomic_write,
+    atomic_write_text,
+    irregular,
+    read_regular_text,
+    regular,
+    utf8_name,
+)
 from gankit.inference.outputs import check_place, holder
 from gankit.run.layout import CONFIG, DETECTOR_CONFIG, DETECTOR_WEIGHTS, METRICS, TRAINED_ON
 from gankit.run.metrics_log import MetricsFile
@@ -66,6 +74,7 @@ def check_out(out: str | Path) -> Path:
     """The place for a new detector: it must not exist (or be an empty folder), nor be inside a run directory,
     a detector folder or a pack (gankit.inference.outputs). Checked before any work is done."""
     out = Path(out)
+    utf8_name(out)  # its weights are safetensors
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GankitError(f"{out} already exists: choose a new --out for the detector (nothing was changed)")
     check_place(out, "the detector (put detectors beside runs, not in them)", folder=True)
@@ -102,6 +111,7 @@ def write(out: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tens
 def read(path: str | Path) -> Stored:
     """A detector folder, or one line on why it is not one."""
     path = Path(path)
+    utf8_name(path, "rename the detector folder")
     if not path.is_dir():
         raise GankitError(f"detector directory not found: {path}")
     if not regular(path / DETECTOR_CONFIG):  # a FIFO or a folder there: one line saying what it is

@@ -24,7 +24,8 @@ from typing import Any, Sequence
 
 import torch
 
-from gankit import console
+from gankit import checks, console
+from gankit.checks import whole
 from gankit.data import loading
 from gankit.detect import inputs, store
 from gankit.detect.discriminator import CALIBRATION, DiscriminatorDetector
@@ -87,8 +88,9 @@ def train_detector(real: str | None = None, fakes: Sequence[str] = (), method: s
                           "--method discriminator (fakes come from --fake)")
     if not real or not fakes:
         raise GankitError(f"the {method} method needs real images (--real SOURCE) and fakes (--fake FAKES)")
-    if n is not None and n < MIN_REAL:
-        raise GankitError(f"-n is the number of real images to train on: at least {MIN_REAL}, got {n}")
+    if n is not None:
+        whole(n, "-n (the number of real images to train on)", MIN_REAL)
+    checks.seed(seed, spare=2)  # the real split, and seed + 1, seed + 2 for the fakes and their split
     if not 0 <= holdout < 1:
         raise GankitError(f"--holdout is the share of real images kept for evaluation, in [0, 1), got {holdout}")
     start = time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from gankit import console
-from gankit.errors import GankitError
+from gankit.checks import Field, expect_fields
 from gankit.inference.sampling import sample
 from gankit.models.registry import class_labels, eval_mode
 from gankit.quality import evaluator as ev
@@ -35,12 +35,18 @@ class QualityState:
 
     @classmethod
     def parse(cls, state: dict[str, Any]) -> "QualityState":
-        """A checkpoint's quality record (keys of this class only), or GankitError."""
-        try:
-            return cls(**state)
-        except TypeError:
-            raise GankitError("its quality record holds keys gankit does not write: "
-                              f"{', '.join(sorted(state))}") from None
+        """A checkpoint's quality record (keys of this class only, each of its type and range), or GankitError."""
+        expect_fields(state, QUALITY_FIELDS, "its quality record", extra=False)
+        return cls(**state)
+
+
+MAX_EPOCH = 10**7  # gankit.run.checkpoint's bound on a checkpoint's epoch
+QUALITY_FIELDS = {  # every key may be absent (a record of an older gankit): the default stands in
+    "best_fd": Field(float, 0, None, optional=True, null=True, infinite=True),
+    "best_epoch": Field(int, 0, MAX_EPOCH, optional=True),
+    "best_covered": Field(int, 0, None, optional=True, null=True),
+    "since_best": Field(int, 0, MAX_EPOCH, optional=True), "evaluations": Field(int, 0, MAX_EPOCH, optional=True),
+    "evaluator": Field(str, 0, 200, optional=True)}
 
 
 class Quality:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from gankit import config as config_mod
 from gankit.checks import Field, fitting
 from gankit.errors import GankitError
-from gankit.files import atomic_write, regular
+from gankit.files import atomic_write, regular, utf8_name
 from gankit.models.registry import build_generator
 from gankit.run.layout import BEST, CONFIG, GENERATOR
 from gankit.weights import check_tensors
@@ -42,6 +42,7 @@ def model_spec(cfg: config_mod.Config) -> dict[str, Any]:
 
 def load_run_config(run_dir: str | Path) -> config_mod.Config:
     run_dir = Path(run_dir)
+    utf8_name(run_dir, "rename the run directory")  # not "corrupt": its files cannot be opened under that name
     if not run_dir.is_dir():
         raise GankitError(f"run directory not found: {run_dir}")
     regular(run_dir / CONFIG, missing=f"{run_dir} has no {CONFIG}: is this a gankit run directory?")
