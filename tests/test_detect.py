@@ -206,9 +206,11 @@ def test_a_failed_training_leaves_no_half_directory(synth, tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []  # neither the detector nor its temporary folder
     # a temporary folder left by a killed training is removed by the next training into the same place
     monkeypatch.undo()
-    orphan = tmp_path / ".det.abc.tmp"
+    killed = subprocess.Popen(["true"])
+    killed.wait()
+    orphan = tmp_path / f".det.gankit-{killed.pid}-abc12345.tmp"  # gankit's name, of a process that is gone
     orphan.mkdir()
-    (orphan / ".gankit-detector").touch()
+    (orphan / "detector.toml").touch()
     _train(synth, "spectrum", "corner_train", tmp_path / "det")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["det"]
     assert sorted(p.name for p in (tmp_path / "det").iterdir()) == sorted(

@@ -74,8 +74,8 @@ def check_folder(out: Path, force: bool, what: str) -> None:
                           "into a new or empty folder (--force replaces only a folder of gankit's samples; nothing "
                           "was changed)")
     if entries and not force:
-        raise GankitError(f"{out} holds {len(entries)} samples: pass --force to replace them all, or choose "
-                          "another -o")
+        raise GankitError(f"{min(entries)} exists: pass --force to replace the {len(entries)} samples in {out} (as "
+                          "a whole), or choose another -o")
 
 
 def check_png(out: Path, what: str, keep_out_of: Iterable[Path] = ()) -> None:
