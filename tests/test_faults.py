@@ -150,6 +150,32 @@ def test_a_run_renamed_to_a_non_utf8_name_is_refused_on_resume(capsys, mlp_run, 
     assert "not a valid UTF-8 name" in err and snapshot(run) == before
 
 
+
+@pytest.mark.parametrize("argv", [["generate", "RUN", "-n", "4", "-o", "OUT/s.png"], ["report", "RUN"],
+                                  ["evaluate", "RUN", "-n", "10"], ["detect", "eval", "RUN", "--real", "mnist5k",
+                                                                    "--fake", "RUN"]],
+                         ids=["generate", "report", "evaluate", "detect-eval"])
+def test_a_non_utf8_run_or_detector_is_named_for_its_name_not_called_corrupt(capsys, mlp_run, tmp_path, argv):
+    run = tmp_path / os.fsdecode(b"run\xff")
+    shutil.copytree(mlp_run, run)
+    before = snapshot(run)
+    code, _, err = _cli(capsys, *[str(run) if a == "RUN" else a.replace("OUT", str(tmp_path)) for a in argv])
+    _one_line(code, err)
+    assert "not a valid UTF-8 name" in err and "rename the" in err and "corrupt" not in err
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("argv", [["classifier", "train", "--epochs", "1", "--out", "OUT/c.safetensors"],
+                                  ["detect", "train", "--method", "spectrum", "--real", "mnist5k", "--fake", "RUN",
+                                   "--out", "OUT/det"]],
+                         ids=["classifier", "detector"])
+def test_a_non_utf8_safetensors_output_is_refused_before_any_work(capsys, mlp_run, tmp_path, argv):
+    out = tmp_path / os.fsdecode(b"out\xe9")
+    code, _, err = _cli(capsys, *[str(mlp_run) if a == "RUN" else a.replace("OUT", str(out)) for a in argv])
+    _one_line(code, err)
+    assert "not a valid UTF-8 name" in err and list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------ a full disk, whichever file fails
 
 

@@ -287,6 +287,14 @@ class Named:
         return call
 
 
+def own_folder(path: Path) -> None:
+    """Before files are written into a run's own subfolder (samples/, tb/): a symbolic link is refused with one
+    line, since every file would land in the folder it names (another run's)."""
+    if path.is_symlink():
+        raise GankitError(f"{path} is a symbolic link: gankit writes a run's files only into folders of its own "
+                          "(copy a run with cp -r, not cp -s; nothing was changed)")
+
+
 def own_in_place(path: Path) -> None:
     """Before a file is changed in place (appended to, cut): a symlink is refused with one line, and a file whose
     inode another name shares (a `cp -al` copy of a run) is first replaced by a copy of its own, so that a write

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from gankit.errors import GankitError
-from gankit.files import alive, remove_orphans
+from gankit.files import alive, remove_orphans, utf8_name
 
 LOCK = ".lock"
 NUMBERED = 100  # default names tried per second (runs/NAME, runs/NAME-2, ...) before giving up
@@ -95,16 +95,6 @@ def claim(run_dir: str | Path, resume: bool = False, numbered: bool = False) -> 
         raise _exists(run_dir)
     remove_orphans(run_dir)  # left by a process killed inside an atomic write (gankit's own names only)
     return lock
-
-
-def utf8_name(path: Path) -> None:
-    """Refuse, before anything is made, a path that is not valid UTF-8 (bytes from another encoding in a folder
-    name): TensorBoard and safetensors cannot write under it, so a run there would fail half made."""
-    try:
-        os.fsencode(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise GankitError(f"{path} is not a valid UTF-8 name (TensorBoard and safetensors cannot write under it):"
-                          " choose a name in UTF-8 (nothing was written)") from None
 
 
 def _exists(run_dir: Path) -> GankitError:
