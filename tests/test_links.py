@@ -172,3 +172,15 @@ def test_every_figure_a_resumed_run_rewrites_replaces_links_instead_of_writing_t
     for name, victim in victims.items():
         assert victim.read_bytes() == b"not yours", name
         assert not (run / name).is_symlink() and (run / name).is_file(), name
+
+
+def test_a_run_whose_samples_folder_is_a_link_is_refused_before_writing(mlp_run, tmp_path, capsys):
+    run = shutil.copytree(mlp_run, tmp_path / "run")
+    other = shutil.copytree(run / "samples", tmp_path / "other-samples")
+    (other / "epoch_002.png").write_bytes(b"another run's grid")
+    shutil.rmtree(run / "samples")
+    os.symlink(other, run / "samples")
+    before, theirs = snapshot(run), snapshot(other)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    assert "samples is a symbolic link" in _one_line(capsys)
+    assert snapshot(other) == theirs and snapshot(run) == before

@@ -26,7 +26,7 @@ from gankit.config import Config
 from gankit.data import batches, loading
 from gankit.devices import Rows, World, resolve_device
 from gankit.errors import GankitError
-from gankit.files import atomic_write
+from gankit.files import atomic_write, own_folder
 from gankit.inference.sampling import sample_grid
 from gankit.models.registry import class_labels, from_config
 from gankit.quality.evaluator import MIN_IMAGES, held_out
@@ -64,7 +64,7 @@ class Trainer:
         classes = len(data.classes or ()) if data.labels is not None else 0
         self.cfg = cfg = config.resolve_for_data(cfg, classes, data.images.shape[1])
         self.plan = config.plan(cfg, self.device.type, world.size)
-        if cfg.cpu_bf16 and self.device.type == "cpu" and not self.plan.autocast:
+        if cfg.cpu_bf16 is True and self.device.type == "cpu" and not self.plan.autocast:
             self.say("cpu_bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag), where bf16 runs "
                      "tens of times slower than fp32: training in fp32")
         self.loss = LOSSES[cfg.loss]
@@ -250,6 +250,8 @@ class Trainer:
         if not self.world.main:  # rank 0 writes the run directory; the others only compute
             self.log = QuietLog(cfg.log_every, self.scalar_names)
             return
+        for folder in (layout.SAMPLES, layout.TENSORBOARD):
+            own_folder(self.run_dir / folder)  # never a link to another folder
         # metrics.jsonl first: a damaged one stops the resume before config.toml is rewritten
         self.log = TrainingLog(self.run_dir, cfg.log_every, layout.METRICS, layout.TENSORBOARD, self.scalar_names,
                                resume_step=self.step if self.resumed else None)
