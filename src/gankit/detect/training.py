@@ -88,8 +88,8 @@ def train_detector(real: str | None = None, fakes: Sequence[str] = (), method: s
                           "--method discriminator (fakes come from --fake)")
     if not real or not fakes:
         raise GankitError(f"the {method} method needs real images (--real SOURCE) and fakes (--fake FAKES)")
-    if n is not None:
-        whole(n, "-n (the number of real images to train on)", MIN_REAL)
+    if n is not None and whole(n, "-n", None) < MIN_REAL:  # a whole number (the API's too), then its range
+        raise GankitError(f"-n is the number of real images to train on: at least {MIN_REAL}, got {n}")
     checks.seed(seed, spare=2)  # the real split, and seed + 1, seed + 2 for the fakes and their split
     if not 0 <= holdout < 1:
         raise GankitError(f"--holdout is the share of real images kept for evaluation, in [0, 1), got {holdout}")
