@@ -17,7 +17,7 @@ from torch import nn
 from gankit import config
 from gankit.detect import inputs, perturb, store
 from gankit.detect.scores import detection_metrics
-from gankit.devices import World
+from gankit.devices import Rows, World
 from gankit.errors import GankitError
 from gankit.training import budget, distributed
 from gankit.training.losses import LOSSES, gradient_penalty, r1_penalty
@@ -271,3 +271,114 @@ def test_the_detector_augmentation_blurs_before_it_compresses():
     assert torch.equal(out, blur_first)
     assert torch.equal(perturb.perturb(x, jpeg_quality=40, blur_sigma=2.0), blur_first)  # detect eval's --jpeg --blur
 
+
+
+# ------------------------------------------------------------------ own mutation pass over losses.py and steps.py
+
+
+def test_least_squares_and_the_scores_of_each_loss():
+    # Mao et al.'s 1/2 factors: D (E(D(x) - 1)^2 + E D(G(z))^2) / 2, G E(D(G(z)) - 1)^2 / 2
+    zero = torch.zeros(3)
+    assert LOSSES["lsgan"].d(zero, zero).item() == pytest.approx(0.5)
+    assert LOSSES["lsgan"].d(zero, torch.ones(3)).item() == pytest.approx(1.0)
+    # only bce's D outputs are logits, whose sigmoid is a probability; the others are raw scores
+    assert [name for name, loss in LOSSES.items() if loss.probability] == ["bce"]
+    assert LOSSES["bce"].score(torch.zeros(1)).item() == 0.5
+    for name in ("lsgan", "hinge", "wgan-gp"):
+        assert LOSSES[name].score(torch.tensor([-2.0, 3.0])).tolist() == [-2.0, 3.0], name
+
+
+def test_each_rank_takes_its_rows_of_the_penalty_draw():
+    # rank 1 of 2: the mixing weights are rows N..2N of one draw for the global batch of 2N (as one process)
+    rows = Rows(2 * N, N, 2 * N)
+    eps = torch.rand(2 * N, 1, 1, 1, generator=torch.Generator().manual_seed(0)).flatten()[N:]
+    expected = (eps - 1).pow(2).mean().item()
+    real, fake = torch.ones(N, 1, 2, 2), torch.zeros(N, 1, 2, 2)
+    assert gradient_penalty(_SquareD(), real, fake, torch.Generator().manual_seed(0), rows).item() == \
+        pytest.approx(expected, rel=1e-5)
+    added = _loss_d("wgan-gp", gp_lambda=1.0, rows=rows) - _loss_d("wgan-gp", gp_lambda=0.0, rows=rows)
+    assert added == pytest.approx(expected, rel=1e-5)
+
+
+def _twice_plus_one(x):
+    return 2 * x + 1  # an "augmentation" that moves every image: reals 1 -> 3, fakes 0 -> 1
+
+
+def test_the_penalties_are_taken_at_the_augmented_images_d_saw():
+    # R1 at the augmented reals (3): ||3/2||^2 * 4 pixels = 9, where at the raw reals (1) it is 1 (as
+    # StyleGAN2-ADA: D's gradient at the images it judged)
+    real, z = _batch()
+
+    def step(loss, **kw):
+        s = _step(_ZeroG(), _SquareD(), loss, **kw)
+        s.augment = _twice_plus_one
+        return s
+
+    added = (step("bce", r1_weight=1.0)(real, None, z, True, True)[0]
+             - step("bce", r1_weight=1.0)(real, None, z, True, False)[0]).item()
+    assert added == pytest.approx(9.0, rel=1e-5)
+    # the gradient penalty between the augmented real (3) and fake (1): x_hat = 1 + 2 eps, a penalty of 4 eps^2
+    eps = torch.rand(N, generator=torch.Generator().manual_seed(0))
+    added = (step("wgan-gp", gp_lambda=1.0)(real, None, z, True, False)[0]
+             - step("wgan-gp", gp_lambda=0.0)(real, None, z, True, False)[0]).item()
+    assert added == pytest.approx(4 * eps.pow(2).mean().item(), rel=1e-5)
+
+
+def test_the_g_step_judges_augmented_fakes():
+    # hinge: loss_G = -E D(aug(G(z))) = -s * ||1||^2 / 4 = -s with D's weight after its step; without the
+    # augmentation the fakes (0) would give 0
+    real, z = _batch()
+    D = _SquareD()
+    step = _step(_ZeroG(), D, "hinge")
+    step.augment = _twice_plus_one
+    loss_g = step(real, None, z, True, False)[1].item()
+    assert loss_g == pytest.approx(-D.s.item(), rel=1e-5) and abs(loss_g) > 0.5
+
+
+class _CondG(nn.Module):
+    """A conditional generator whose fake for label y is the constant image -(y + 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(4, 4))
+
+    def forward(self, z, y):
+        return (z @ self.w).view(-1, 1, 2, 2) - (y + 1).float().view(-1, 1, 1, 1)
+
+
+class _CondD(nn.Module):
+    """D(x, y) = s * (1 + y) * ||x||^2 / 4; records what it is called with. batchnorm: holds an (unused)
+    BatchNorm, so the step runs it on real and fake apart."""
+
+    def __init__(self, batchnorm: bool = False):
+        super().__init__()
+        self.s = nn.Parameter(torch.ones(()))
+        self.norm = nn.BatchNorm1d(4) if batchnorm else None
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x, y):
+        self.calls.append((x.detach().clone(), y.clone()))
+        return self.s * (1 + y.float()) * x.pow(2).flatten(1).sum(1) / 4
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_every_image_d_judges_comes_with_its_own_label(batchnorm):
+    # reals for label y are the constant image y + 1, fakes -(y + 1): |image| - 1 is the label it belongs to
+    y = torch.arange(N) % 3
+    real = (y + 1).float().view(-1, 1, 1, 1).expand(N, 1, 2, 2).contiguous()
+    D = _CondD(batchnorm)
+    _step(_CondG(), D)(real, y, torch.randn(N, 4), True, False)
+    assert len(D.calls) == (3 if batchnorm else 2)  # the D step (one call or two), the G step
+    seen = sum(len(x) for x, _ in D.calls)
+    assert seen == 3 * N
+    for x, labels in D.calls:
+        assert torch.equal(x.flatten(1)[:, 0].abs() - 1, labels.float()), "an image judged under another label"
+
+
+def test_r1_of_a_conditional_d_is_taken_with_the_batchs_labels():
+    # R1 of D(x, y) at reals 1: ((1 + y) / 2)^2 * 4 pixels = (1 + y)^2, here on average (1 + 4) / 2
+    y = torch.arange(N) % 2
+    real, z = torch.ones(N, 1, 2, 2), torch.randn(N, 4)
+    with_r1 = _step(_CondG(), _CondD(), r1_weight=1.0)(real, y, z, True, True)[0].item()
+    without = _step(_CondG(), _CondD(), r1_weight=1.0)(real, y, z, True, False)[0].item()
+    assert with_r1 - without == pytest.approx(2.5, rel=1e-5)
