@@ -137,6 +137,16 @@ def test_the_ema_averages_the_weights_after_the_optimizer_step(tmp_path):
         assert torch.allclose(e, 0.1 * b + 0.9 * g, atol=1e-7), "the EMA must take G's weights after its step"
 
 
+def test_n_critic_d_steps_come_before_each_g_step_and_its_ema_update(tmp_path):
+    trainer = _trainer(tmp_path, "critic", loss="hinge", n_critic=2, ema=0.9)
+    g0 = [p.detach().clone() for p in trainer.G.parameters()]
+    batches = iter(trainer.batches.epoch(0))
+    trainer.train_step(*next(batches))  # step 1: D only
+    assert all(torch.equal(p, q) for p, q in zip(trainer.G.parameters(), g0)) and trainer.ema.updates == 0
+    trainer.train_step(*next(batches))  # step 2: D, then G, then the EMA
+    assert not all(torch.equal(p, q) for p, q in zip(trainer.G.parameters(), g0)) and trainer.ema.updates == 1
+
+
 # ------------------------------------------------------------------ the time limit is rank 0's (mutant 6)
 
 
