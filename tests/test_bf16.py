@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gankit import config, devices
+from gankit.errors import GankitError
 from gankit.training.launch import resume, train
 
 from .conftest import tiny_config
@@ -31,11 +32,45 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
 @pytest.mark.parametrize("native", [True, False])
 def test_the_plan_uses_cpu_bf16_only_where_it_is_native(monkeypatch, native):
     monkeypatch.setattr(config, "native_bf16", lambda: native)
-    concrete = lambda **sets: tiny_config(conditional=False, **sets)  # noqa: E731 - as resolve_for_data leaves it
+    concrete = lambda **sets: tiny_config(**{"conditional": False, "cpu_bf16": False, **sets})  # noqa: E731 - as
+    # resolve_for_data leaves it
     assert config.plan(concrete(preset="dcgan", cpu_bf16=True), "cpu").autocast is native
-    assert config.plan(concrete(preset="dcgan"), "cpu").autocast is False  # off unless asked for
+    assert config.plan(concrete(preset="dcgan", cpu_bf16=False), "cpu").autocast is False
+    with pytest.raises(ValueError):  # auto is decided before a plan is made (resolve_for_data)
+        config.plan(concrete(preset="dcgan", cpu_bf16="auto"), "cpu")
     assert config.plan(concrete(preset="dcgan", amp=True), "cuda").autocast is True  # CUDA: amp, as before
     assert config.plan(concrete(cpu_bf16=True), "cpu").fused is not native  # the fused mlp step is fp32
+
+
+AMX = "fpu sse avx2 fma avx512f avx512bw avx512_bf16 amx_tile amx_bf16"  # Sapphire Rapids-like
+ZEN4 = "fpu sse avx2 fma avx512f avx512bw avx512_bf16 avx512_vnni"
+ZEN2 = "fpu sse avx2 fma"  # no bf16 in hardware
+
+
+@pytest.mark.parametrize("flags, expected", [(AMX, True), (ZEN4, True), (ZEN2, False)])
+def test_auto_resolves_from_this_machines_cpu_flags(tmp_path, monkeypatch, flags, expected):
+    cpuinfo = _cpuinfo(tmp_path, flags)
+    monkeypatch.setattr(config, "native_bf16", lambda: devices.native_bf16(cpuinfo))
+    cfg = tiny_config(preset="dcgan")
+    assert cfg.cpu_bf16 == "auto"  # the default: decided per machine
+    concrete = config.resolve_for_data(cfg, 10, 1)
+    assert concrete.cpu_bf16 is expected and config.plan(concrete, "cpu").autocast is expected
+    # the mlp pair keeps its hand-written fp32 step wherever it runs
+    mlp = config.resolve_for_data(tiny_config(), 10, 1)
+    assert mlp.cpu_bf16 is False and config.plan(mlp, "cpu").fused
+    # what was asked for is kept as asked
+    assert config.resolve_for_data(tiny_config(preset="dcgan", cpu_bf16=False), 10, 1).cpu_bf16 is False
+    assert config.resolve_for_data(tiny_config(preset="dcgan", cpu_bf16="true"), 10, 1).cpu_bf16 is True
+
+
+def test_auto_is_recorded_in_config_toml_as_what_it_became(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "native_bf16", lambda: False)  # an AVX2-only machine: fp32, and no note about it
+    train(tiny_config(preset="dcgan", subset=64, eval_every=0), tmp_path / "run", progress=False)
+    text = (tmp_path / "run" / "config.toml").read_text()
+    assert "cpu_bf16 = false" in text and "auto" not in text.split("cpu_bf16")[1].splitlines()[0]
+    assert config.load(tmp_path / "run" / "config.toml").cpu_bf16 is False
+    with pytest.raises(GankitError, match="'cpu_bf16' expects true, false or auto"):
+        config.resolve("dcgan", sets={"cpu_bf16": "maybe"})
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -252,7 +252,7 @@ def test_bad_input_is_one_line_and_writes_nothing(synth, tmp_path, capsys, mlp_r
     _refused(capsys, tmp_path, train + ["--fake", tmp_path / "reals.npy"], "are, pixel for pixel, real images of")
     _refused(capsys, tmp_path, train + ["--fake", synth["corner_train"], "--epochs", "3"], "not a setting")
     _refused(capsys, tmp_path, train + ["--fake", synth["corner_train"], "-n", "0"], "-n is the number of real")
-    _refused(capsys, tmp_path, train + ["--fake", synth["corner_train"], "-n", "-5"], "at least")
+    _refused(capsys, tmp_path, train + ["--fake", synth["corner_train"], "-n", "-5"], "at least 10")
     _refused(capsys, tmp_path, ["detect", "train", "--method", "discriminator", "--out", tmp_path / "d"],
              "needs --run")
     for target, message in ((tmp_path / "empty", "not a detector directory"), (mlp_run, "it is a run directory"),

@@ -79,7 +79,10 @@ def test_two_processes_train_the_conditional_dcgan_as_one_process_does(tmp_path)
     # by step 5). So: lr 2e-5, losses of the first 5 steps to 1e-4, and each tensor's update within 10% of
     # the one-process update (a missing gradient average, a per-process BatchNorm statistic or a rank
     # drawing another batch's noise or augmentation differ by 30% to 100% and more).
-    sets = ["--set", "subset=160", "--set", "lr=2e-5", "--set", "rotation=10", "--set", "diffaug=translation,cutout",
+    # (fp32 on every host: bf16's rounding is larger than the tolerances; the resume test below trains under
+    # cpu_bf16=auto, bf16 where the CPU has it)
+    sets = ["--set", "cpu_bf16=false", "--set", "subset=160", "--set", "lr=2e-5", "--set", "rotation=10",
+            "--set", "diffaug=translation,cutout",
             "--set", "ada=true", "--set", "ada_kimg=0.2", "--set", "ada_target=0.1"]  # ADA: p from the global r_t
     runs = {procs: tmp_path / f"p{procs}" for procs in (1, 2)}
     for procs, run in runs.items():
@@ -340,3 +343,20 @@ def test_a_machine_that_dies_leaves_the_other_with_one_line_and_the_checkpoint_i
     done = gankit(tmp_path, "train", "--resume", run, "--epochs", str(saved + 1), "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
     assert checkpoint.load_checkpoint(run)["epoch"] == saved + 1
+
+
+def test_global_batchnorm_keeps_fp32_statistics_under_bf16_autocast(tmp_path):
+    # (under torchrun with cpu_bf16 the activations reaching BatchNorm are bf16; its running statistics are fp32)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        norm = distributed.GlobalBatchNorm(3)
+        x = torch.randn(8, 3, 4, 4).to(torch.bfloat16)
+        y = norm(x)
+        assert y.dtype == torch.bfloat16 and norm.running_mean.dtype == torch.float32
+        expected = torch.nn.functional.batch_norm(x.float(), None, None, training=True)
+        assert torch.allclose(y.float(), expected, atol=0.05)
+        assert torch.allclose(norm.running_mean, 0.1 * x.float().mean((0, 2, 3)), atol=1e-3)
+    finally:
+        dist.destroy_process_group()

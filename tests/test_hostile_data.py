@@ -345,7 +345,7 @@ def test_ctrl_c_while_packing_stops_at_once_and_leaves_no_partial_pack(tmp_path,
     root = _big_folder(tmp_path / "imgs")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for k, delay in enumerate((0.0, 0.3, 0.8)):  # as the pool starts, and while it decodes
-        dest = tmp_path / "out" / f"p{k}"
+        dest = tmp_path / f"out{k}" / "pack"  # a folder each: a pack that finished before its Ctrl-C stays
         proc = subprocess.Popen([sys.executable, "-m", "gankit", "data", f"folder:{root}", "--pack", str(dest),
                                  "--image-size", "64", "-o", str(tmp_path / f"g{k}.png")],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -358,7 +358,7 @@ def test_ctrl_c_while_packing_stops_at_once_and_leaves_no_partial_pack(tmp_path,
         except subprocess.TimeoutExpired:
             proc.kill()
             raise AssertionError(f"still running 30 s after Ctrl-C (delay {delay})") from None
-        leftovers = [p.name for p in (tmp_path / "out").iterdir()]
+        leftovers = [p.name for p in dest.parent.iterdir()]
         if proc.returncode == 0:  # it had finished: the pack is whole
             assert leftovers == [dest.name] and packs.open_pack(dest).images.shape[0] == 600
             continue

@@ -80,7 +80,9 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA
-    cpu_bf16: bool = False  # bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX); fp32, said, on others
+    # bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX); fp32, said, on others. auto: on where it was
+    # measured to pay (cpu_bf16_pays), decided when the run starts and recorded in config.toml as true or false
+    cpu_bf16: str | bool = "auto"
     channels_last: bool = True  # memory format for the conv models
     compile: bool = False  # torch.compile the models (pays off on long CUDA runs)
     fused: bool = True  # mlp + bce: the hand-written step (gankit.training.fused), same math, ~3x faster
@@ -118,6 +120,7 @@ LIMITS = {"image_size": (8, MAX_IMAGE_SIZE), "z_dim": (1, MAX_Z_DIM), "batch_siz
           "eval_samples": (10, MAX_EVAL_SAMPLES), "num_classes": (0, MAX_CLASSES), "d_channels": (1, MAX_CHANNELS)}
 MAX_KIMG = 1e7  # ten billion images: past any run, and small enough that the epochs it spans stay exact
 COLOR_PRESET, COLOR_SIZE = "color", 32  # what a folder of color pictures trains with when nothing is named
+AUTO_KEYS = ("conditional", "cpu_bf16")  # true, false or auto (decided when the run starts)
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # what device / --device accept
 
@@ -127,13 +130,13 @@ def _coerce(key: str, value: Any) -> Any:
     if key not in FIELDS:
         raise GankitError(f"unknown config key '{key}' (known: {', '.join(sorted(FIELDS))})")
     kind = type(getattr(Config(), key))
-    if key == "conditional":  # auto, or a bool (from true/false/yes/no/1/0: older config.toml files hold strings)
+    if key in AUTO_KEYS:  # auto, or a bool (from true/false/yes/no/1/0: older config.toml files hold strings)
         text = str(value).strip().lower()
         flag = value if isinstance(value, bool) else _BOOL_WORDS.get(text)
         if flag is not None:
             return flag
         if text != "auto":
-            raise GankitError(f"config key 'conditional' expects true, false or auto, got '{value}'")
+            raise GankitError(f"config key '{key}' expects true, false or auto, got '{value}'")
         return text
     if isinstance(value, str) and kind is not str:
         text = value.strip()
@@ -278,8 +281,9 @@ def validate(cfg: Config) -> None:
          f"r1_gamma works with loss bce or hinge, not {cfg.loss} (wgan-gp has its own penalty)")
     need(cfg.label_smoothing == 0 or cfg.loss == "bce", f"label_smoothing works with loss bce only, not {cfg.loss}")
     need(cfg.d_norm in D_NORMS, f"d_norm must be one of {', '.join(D_NORMS)}, got '{cfg.d_norm}'")
-    need(cfg.conditional == "auto" or isinstance(cfg.conditional, bool),
-         f"config key 'conditional' expects true, false or auto, got {cfg.conditional!r}")
+    for key in AUTO_KEYS:
+        value = getattr(cfg, key)
+        need(value == "auto" or isinstance(value, bool), f"config key '{key}' expects true, false or auto, got {value!r}")
     need(not (cfg.loss == "wgan-gp" and cfg.d_norm == "batch"),
          "wgan-gp penalizes per-sample gradients, which BatchNorm mixes across the batch: use d_norm=layer or none")
     need(cfg.ema == 0 or 0.5 <= cfg.ema < 1, f"ema must be 0 (off) or a decay in [0.5, 1), got {cfg.ema}")
@@ -368,8 +372,16 @@ def resolve_for_data(cfg: Config, classes: int, channels: int) -> Config:
                           "train a new run on this data")
     loss = LOSSES[cfg.loss]
     return override(cfg, {"conditional": conditional, "num_classes": classes if conditional else 0,
+                          "cpu_bf16": cpu_bf16_pays(cfg) if cfg.cpu_bf16 == "auto" else cfg.cpu_bf16,
                           "channels": channels, "n_critic": cfg.n_critic or loss.n_critic,
                           "d_norm": loss.d_norm if cfg.d_norm == "auto" else cfg.d_norm})
+
+
+def cpu_bf16_pays(cfg: Config) -> bool:
+    """What cpu_bf16=auto means on this machine: bf16 autocast for the convolutional models where the CPU computes
+    bf16 in hardware (measured faster at the same FD: BENCHMARKS.md, benchmarks/bf16.py); never for the mlp pair,
+    whose hand-written fp32 step (gankit.training.fused) is faster than any autograd step."""
+    return cfg.model != "mlp" and native_bf16()
 
 
 @dataclass(frozen=True)
@@ -386,7 +398,7 @@ class Plan:
 def plan(cfg: Config, device_type: str, world_size: int = 1) -> Plan:
     """The machinery for a concrete config (resolve_for_data) on a device of this type ("cpu", "cuda"), in
     one of world_size processes (the fused step does not average gradients over processes: autograd does)."""
-    if cfg.conditional == "auto":
+    if "auto" in (cfg.conditional, cfg.cpu_bf16):
         raise ValueError("plan() needs a concrete config: call resolve_for_data first")
     autocast = (cfg.amp and device_type == "cuda") or (cfg.cpu_bf16 and device_type == "cpu" and native_bf16())
     # the fused step writes out the plain tutorial pair's math: anything that changes the step rules it out

@@ -104,6 +104,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
+        dtype, x = x.dtype, x.float()  # statistics in fp32 under bf16 autocast too, as BatchNorm keeps them
         dims, channels = [0, *range(2, x.dim())], x.shape[1]
         shape = [1, channels] + [1] * (x.dim() - 2)
         count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
@@ -119,7 +120,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), momentum)  # unbiased, as BatchNorm
         y = centered * torch.rsqrt(var.view(shape) + self.eps)
-        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        return (y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y).to(dtype)
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() < 2:
