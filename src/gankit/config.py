@@ -283,7 +283,8 @@ def validate(cfg: Config) -> None:
     need(cfg.d_norm in D_NORMS, f"d_norm must be one of {', '.join(D_NORMS)}, got '{cfg.d_norm}'")
     for key in AUTO_KEYS:
         value = getattr(cfg, key)
-        need(value == "auto" or isinstance(value, bool), f"config key '{key}' expects true, false or auto, got {value!r}")
+        need(value == "auto" or isinstance(value, bool),
+             f"config key '{key}' expects true, false or auto, got {value!r}")
     need(not (cfg.loss == "wgan-gp" and cfg.d_norm == "batch"),
          "wgan-gp penalizes per-sample gradients, which BatchNorm mixes across the batch: use d_norm=layer or none")
     need(cfg.ema == 0 or 0.5 <= cfg.ema < 1, f"ema must be 0 (off) or a decay in [0.5, 1), got {cfg.ema}")
