@@ -28,12 +28,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import build, machine, steps  # noqa: E402
 from throughput import gemm_peak  # noqa: E402
-from tutorial_loop import LATENT, networks  # noqa: E402
+from tutorial_loop import LATENT, lesson_step, networks  # noqa: E402
 
 
 def tutorial(folder: Path, size: int, count: int, warmup: int = 3) -> float:
@@ -57,16 +56,7 @@ def tutorial(folder: Path, size: int, count: int, warmup: int = 3) -> float:
         for real, _ in loader:
             if done == warmup:
                 start = time.perf_counter()
-            b = real.shape[0]
-            opt_d.zero_grad()
-            fake = G(torch.randn(b, LATENT, 1, 1))
-            loss_d = (F.binary_cross_entropy(D(real), torch.ones(b, 1))
-                      + F.binary_cross_entropy(D(fake.detach()), torch.zeros(b, 1)))
-            loss_d.backward()
-            opt_d.step()
-            opt_g.zero_grad()
-            F.binary_cross_entropy(D(G(torch.randn(b, LATENT, 1, 1))), torch.ones(b, 1)).backward()
-            opt_g.step()
+            lesson_step(G, D, opt_d, opt_g, real)
             done += 1
             if done == count + warmup:
                 break

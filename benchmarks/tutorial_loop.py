@@ -47,6 +47,24 @@ def networks(size: int, channels: int) -> tuple[nn.Module, nn.Module]:
     return nn.Sequential(*g), nn.Sequential(*d)
 
 
+def lesson_step(G: nn.Module, D: nn.Module, opt_d, opt_g, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the lesson: D on a real and a fake batch, then G on a fresh fake batch; the two losses."""
+    batch = real.shape[0]
+    # D: BCE(D(x), 1) + BCE(D(G(z)), 0)
+    opt_d.zero_grad()
+    fake = G(torch.randn(batch, LATENT, 1, 1))
+    loss_d = (F.binary_cross_entropy(D(real), torch.ones(batch, 1))
+              + F.binary_cross_entropy(D(fake.detach()), torch.zeros(batch, 1)))
+    loss_d.backward()
+    opt_d.step()
+    # G: BCE(D(G(z)), 1) on a fresh batch
+    opt_g.zero_grad()
+    loss_g = F.binary_cross_entropy(D(G(torch.randn(batch, LATENT, 1, 1))), torch.ones(batch, 1))
+    loss_g.backward()
+    opt_g.step()
+    return loss_d, loss_g
+
+
 def train(images: torch.Tensor, seconds: float, seed: int, batch: int = 128) -> tuple[nn.Module, dict]:
     torch.manual_seed(seed)
     G, D = networks(images.shape[-1], images.shape[1])
@@ -57,18 +75,7 @@ def train(images: torch.Tensor, seconds: float, seed: int, batch: int = 128) -> 
         order = torch.randperm(len(images))
         for k in range(0, len(order) - batch + 1, batch):  # the lesson's DataLoader: shuffle, full batches
             real = images[order[k:k + batch]].float().div(127.5).sub(1)
-            # D: BCE(D(x), 1) + BCE(D(G(z)), 0)
-            opt_d.zero_grad()
-            fake = G(torch.randn(batch, LATENT, 1, 1))
-            loss_d = (F.binary_cross_entropy(D(real), torch.ones(batch, 1))
-                      + F.binary_cross_entropy(D(fake.detach()), torch.zeros(batch, 1)))
-            loss_d.backward()
-            opt_d.step()
-            # G: BCE(D(G(z)), 1) on a fresh batch
-            opt_g.zero_grad()
-            loss_g = F.binary_cross_entropy(D(G(torch.randn(batch, LATENT, 1, 1))), torch.ones(batch, 1))
-            loss_g.backward()
-            opt_g.step()
+            loss_d, loss_g = lesson_step(G, D, opt_d, opt_g, real)
             steps += 1
             if time.perf_counter() - start >= seconds:
                 break
