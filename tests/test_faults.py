@@ -289,12 +289,12 @@ def test_a_full_disk_at_the_first_write_says_nothing_was_checkpointed(capsys, tm
 
 
 def test_a_full_disk_after_the_last_checkpoint_says_training_finished(capsys, tmp_path, monkeypatch):
-    from gankit.training import trainer
+    from gankit.training import epoch_end
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(args[1]))
 
-    monkeypatch.setattr(trainer, "plot_loss_curves", full)
+    monkeypatch.setattr(epoch_end, "plot_loss_curves", full)
     run = tmp_path / "run"
     code, _, err = _cli(capsys, "train", "--out", run, *SMALL)
     _one_line(code, err)

@@ -2,7 +2,8 @@
 
   launch.py       `train()` and `resume()` (gankit.train, gankit.resume): claim the run directory, start
                   torchrun's process group, build a Trainer, restore its checkpoint, fit
-  trainer.py      `Trainer`: the loop top to bottom (build, restore, train_step, end_epoch, finish)
+  trainer.py      `Trainer`: the loop top to bottom (build, restore, fit, train_epoch, train_step)
+  epoch_end.py    `EpochEnd`, the Trainer's end of epoch (grid, export, evaluation, checkpoint) and `finish`
   budget.py       `Budget`: how long a run trains (epochs or kimg, time_limit), its estimate and ETA
   result.py       `RunResult`: what a finished session hands back (its summary is what `gankit train` prints)
   steps.py        `AutogradStep`: (1) the D step, (2) the G step, with autocast, penalties, DDP
