@@ -73,6 +73,19 @@ def test_the_shared_check_names_the_first_misfit_and_reuse_removes_what_does_not
     assert not entry.exists() and "is damaged (ZeroDivisionError)" in said[-1]
 
 
+def test_a_fifo_where_a_cached_file_belongs_is_made_again_never_opened(tmp_path):
+    """Second pass: a FIFO at a cached real-feature reference's path hung `gankit evaluate` (safetensors opened
+    it and waited). reuse checks a file entry with files.regular before its loader sees the path."""
+    from gankit.data import caches
+
+    entry = tmp_path / "reference.safetensors"
+    os.mkfifo(entry)
+    opened, said = [], []
+    assert caches.reuse(entry, "real-feature reference", opened.append, lambda e: None, said.append) is None
+    assert opened == [] and not (entry.exists() or entry.is_symlink())
+    assert len(said) == 1 and "is damaged" in said[0] and "FIFO" in said[0] and "making it again" in said[0]
+
+
 def test_a_cache_entry_holding_another_folders_pack_is_packed_again(tmp_path, cache):
     mine = _folder(tmp_path / "mine", shade=0)
     other = _folder(tmp_path / "other", shade=5)

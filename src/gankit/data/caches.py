@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 from gankit.console import one_line
 from gankit.errors import GankitError
+from gankit.files import regular
 
 T = TypeVar("T")
 _ABSENT = object()
@@ -42,6 +43,8 @@ def reuse(path: Path, what: str, load: Callable[[Path], T], check: Callable[[T],
     if not (path.exists() or path.is_symlink()):
         return None
     try:
+        if not path.is_dir():  # a FIFO or a device where a cached file belongs: a library's open would wait on it
+            regular(path)
         entry = load(path)
         why = check(entry)
     except GankitError as exc:
