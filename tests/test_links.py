@@ -184,3 +184,27 @@ def test_a_run_whose_samples_folder_is_a_link_is_refused_before_writing(mlp_run,
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
     assert "samples is a symbolic link" in _one_line(capsys)
     assert snapshot(other) == theirs and snapshot(run) == before
+
+
+def test_a_hard_linked_lock_file_is_replaced_never_written_through(tmp_path):
+    """Second pass: RUN_DIR/.lock hard-linked to a user's file had the PID written into it (the file cut to one
+    line), and the two runs of a `cp -al` copy shared one lock: resuming the copy while the original was resumed
+    was refused as 'being written by another gankit process'. The claim gives .lock an inode of its own."""
+    from gankit.run import lock as rundir
+
+    run, notes = tmp_path / "run", tmp_path / "notes.txt"
+    run.mkdir()
+    notes.write_text("a user's notes\n")
+    os.link(notes, run / ".lock")
+    with rundir.claim(run, resume=True):
+        assert notes.read_text() == "a user's notes\n" and (run / ".lock").stat().st_nlink == 1
+    assert notes.read_text() == "a user's notes\n"
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    original.mkdir()
+    (original / "config.toml").write_text("")
+    (original / ".lock").write_text("")
+    subprocess.run(["cp", "-al", str(original), str(copy)], check=True)
+    with rundir.claim(original, resume=True), rundir.claim(copy, resume=True) as held:
+        assert held.run_dir == copy  # each run has a lock of its own
+        assert not os.path.samestat(os.stat(original / ".lock"), os.stat(copy / ".lock"))

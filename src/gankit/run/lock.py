@@ -14,11 +14,12 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+import tempfile
 import time
 from pathlib import Path
 
 from gankit.errors import GankitError
-from gankit.files import alive, remove_orphans, utf8_name
+from gankit.files import alive, remove_orphans, temp_prefix, utf8_name
 
 LOCK = ".lock"
 NUMBERED = 100  # default names tried per second (runs/NAME, runs/NAME-2, ...) before giving up
@@ -139,6 +140,10 @@ def _lock(run_dir: Path) -> tuple[int, bool]:
             same = os.path.samestat(os.fstat(fd), os.lstat(path))
         except FileNotFoundError:
             same = False
+        if same and os.fstat(fd).st_nlink > 1:  # a hard link (a `cp -al` copy of a run, a user's file): the PID
+            _own_lock(path)  # must not land in the other name's file; a new one is put in its place, then locked
+            os.close(fd)
+            continue
         if same:  # the file at the path is the one locked (a releasing claim may have unlinked it meanwhile)
             pid = f"{os.getpid()}\n".encode()
             os.pwrite(fd, pid, 0)  # then cut: a reader meanwhile sees a whole PID on the first line
@@ -146,6 +151,20 @@ def _lock(run_dir: Path) -> tuple[int, bool]:
             return fd, made
         os.close(fd)
     raise GankitError(f"{path} keeps being replaced by another process: stop it and try again")
+
+
+def _own_lock(path: Path) -> None:
+    """Replace RUN_DIR/.lock, whose inode another name shares, by a new empty file of its own (renamed over it:
+    the other name keeps its file untouched). Called while the shared one is locked, so no claim of this run
+    holds it."""
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(LOCK), suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _open_lock(path: Path) -> tuple[int, bool]:
