@@ -302,3 +302,27 @@ def test_an_image_given_by_path_that_is_a_fifo_is_said_so(tmp_path):
     with pytest.raises(GankitError, match="x.png is a FIFO"):  # classifier predict, detect score: one line
         folders.read_image(tmp_path / "x.png", 28)
     assert folders.read_image(tmp_path / "missing.png", 28) is None  # unreadable, as before
+
+
+def test_a_fifo_named_like_an_image_in_a_folder_source_is_said_not_left_out(capsys, tmp_path, monkeypatch):
+    """Second pass: a FIFO named zz.png in a class folder was left out of the listing without a word (the pack
+    said 'skipped 0'), while a damaged file there is counted. It is listed, and reading it is one line saying
+    what stands there (nothing is packed); a dangling link is still passed over."""
+    from PIL import Image
+
+    from gankit.data import folders
+
+    monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "digits"
+    for cls in ("a", "b"):
+        (source / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (28, 28), 40 * i).save(source / cls / f"{i}.png")
+    os.mkfifo(source / "a" / "zz.png")
+    os.symlink(tmp_path / "gone.png", source / "b" / "dangling.png")
+    listed = [p.relative_to(source).as_posix() for p in folders.list_images(source)]
+    assert "a/zz.png" in listed and "b/dangling.png" not in listed
+    code, err = _cli(capsys, "data", f"folder:{source}", "-n", "4", "-o", tmp_path / "grid.png")
+    assert code == 2 and "zz.png is a FIFO (named pipe)" in err and "Traceback" not in err, err
+    assert not (tmp_path / "grid.png").exists()
+    assert not any(p.name != "packs" for p in (tmp_path / "cache").glob("*/*")), "a pack was left in the cache"

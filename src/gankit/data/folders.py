@@ -162,8 +162,12 @@ def _entries(folder: Path) -> list[os.DirEntry]:
 
 
 def _is_file(entry: os.DirEntry) -> bool:
+    """What stands under an image's name and is not a folder: a file, or a FIFO, a device or a socket (listed, so
+    that reading it says what it is instead of leaving it out without a word); a dangling link is not listed."""
     try:
-        return entry.is_file()
+        return entry.is_file() or (not entry.is_dir() and entry.stat() is not None)
+    except FileNotFoundError:  # a dangling link
+        return False
     except OSError:  # a link into a folder that cannot be searched: decoding will count it as unreadable
         return True
 
