@@ -248,7 +248,9 @@ def test_sizes_and_seeds_past_their_bounds_are_one_line(mlp_run, tmp_path, capsy
 
 def test_sizes_in_a_config_file_are_bounded(tmp_path):
     for line, message in (("num_classes = 100000000", "num_classes must be a whole number in [0, 10000]"),
-                          ('d_channels = "100000000,16,16"', "each of d_channels must be")):
+                          ('d_channels = "100000000,16,16"', "each of d_channels must be"),
+                          # second pass: more epochs than a checkpoint may record (the run could never resume)
+                          ("epochs = 100000000000000000000000", "epochs must be a whole number in [1, 10000000]")):
         (tmp_path / "c.toml").write_text(line + "\n")
         with pytest.raises(GankitError) as exc:
             config.resolve(file=tmp_path / "c.toml")

@@ -114,10 +114,12 @@ D_NORMS = ("auto", "batch", "layer", "none")
 # Sizes past what any architecture here or a machine's memory holds are refused before anything is allocated.
 MAX_IMAGE_SIZE, MAX_Z_DIM, MAX_BATCH, MAX_EVAL_SAMPLES = 1024, 4096, 65536, 100_000
 MAX_CLASSES, MAX_CHANNELS = 10_000, 8192  # a conditional model's classes; a layer's width (d_channels)
+MAX_EPOCHS = 10**7  # gankit.run.checkpoint's bound on a checkpoint's epoch: a longer run could not be resumed
 # Every size that allocates, bounded in one place: config validation, a detector's settings (gankit.detect) and
 # the commands' --image-size check values against this table with `within`.
 LIMITS = {"image_size": (8, MAX_IMAGE_SIZE), "z_dim": (1, MAX_Z_DIM), "batch_size": (1, MAX_BATCH),
-          "eval_samples": (10, MAX_EVAL_SAMPLES), "num_classes": (0, MAX_CLASSES), "d_channels": (1, MAX_CHANNELS)}
+          "eval_samples": (10, MAX_EVAL_SAMPLES), "num_classes": (0, MAX_CLASSES), "d_channels": (1, MAX_CHANNELS),
+          "epochs": (1, MAX_EPOCHS)}
 MAX_KIMG = 1e7  # ten billion images: past any run, and small enough that the epochs it spans stay exact
 COLOR_PRESET, COLOR_SIZE = "color", 32  # what a folder of color pictures trains with when nothing is named
 AUTO_KEYS = ("conditional", "cpu_bf16")  # true, false or auto (decided when the run starts)
@@ -294,6 +296,7 @@ def validate(cfg: Config) -> None:
     need(cfg.time_limit >= 0, f"time_limit must be >= 0 seconds (0 = none), got {cfg.time_limit}")
     need(1 <= cfg.group_timeout <= 86400, f"group_timeout must be in [1, 86400] seconds, got {cfg.group_timeout}")
     within("num_classes", cfg.num_classes)
+    within("epochs", cfg.epochs)
     need(0 < cfg.g_width <= 16 and 0 < cfg.d_width <= 16,
          f"g_width and d_width must be in (0, 16], got {cfg.g_width}, {cfg.d_width}")
     need(0 <= cfg.holdout <= 0.5, f"holdout must be a share of the images in [0, 0.5], got {cfg.holdout}")
