@@ -273,6 +273,16 @@ def test_the_python_api_checks_its_arguments_as_the_cli_does(mlp_run, tmp_path, 
     assert not (tmp_path / "g.png").exists()
 
 
+def test_resume_checks_its_changes_argument(mlp_run, tmp_path):
+    """Second pass: gankit.resume(run, ["epochs"]) raised TypeError ('list' object is not a mapping)."""
+    run = shutil.copytree(mlp_run, tmp_path / "run")
+    before = snapshot(run)
+    for changes in (["epochs"], "epochs=2", 5):
+        with pytest.raises(GankitError, match="changes must be a mapping of config keys to values"):
+            gankit.resume(run, changes)
+    assert snapshot(run) == before
+
+
 def test_an_ema_decay_of_one_is_refused():
     with pytest.raises(GankitError, match=r"ema must be 0 \(off\) or a decay in \[0.5, 1\)"):
         config.resolve("simple-gan", sets={"ema": "1"})

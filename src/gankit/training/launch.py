@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch.distributed as dist
 
@@ -169,6 +169,9 @@ def resume(run_dir: str | Path, changes: dict[str, Any] | None = None, progress:
     Raises:
         GankitError when run_dir is no run, its checkpoint does not fit its config, or a change is not allowed.
     """
+    if changes is not None and not isinstance(changes, Mapping):  # checked as the CLI's --set is
+        raise GankitError(f"changes must be a mapping of config keys to values, e.g. {{'epochs': 60}}, got "
+                          f"{type(changes).__name__}")
     cfg = generator_file.load_run_config(run_dir)
     changes = {**(changes or {}), **settings}
     if "epochs" in changes and "kimg" not in changes and cfg.kimg:
