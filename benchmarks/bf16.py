@@ -1,9 +1,10 @@
 """bf16 autocast against fp32 on this CPU: speed (alternated rounds, medians, share of each dtype's GEMM peak)
 and quality (the best FD of a default-length run over several seeds each way), for the cases users train:
-the dcgan preset at 28x28 on the embedded digits, and the color preset at 32x32 and 64x64 on a folder.
+the simple-gan and dcgan presets at 28x28 on the embedded digits, and the color preset at 32x32 and 64x64 on
+a folder (the simple-gan's fp32 is its hand-written fused step; bf16 takes the autograd step).
 
-    python benchmarks/bf16.py [--folder DIR] [--rounds 3] [--steps 20] [--seeds 0,1,2] [--fd dcgan,color32]
-        [--color-kimg 60]
+    python benchmarks/bf16.py [--folder DIR] [--rounds 3] [--steps 20] [--seeds 0,1,2] [--fd dcgan28,color32]
+        [--color-kimg 60] [--cases simplegan28,dcgan28,color32,color64]
 
 Speed: a Trainer per case and dtype (benchmarks/common.build), `steps` training steps timed after 3 warm-up
 steps, fp32 and bf16 alternating `rounds` times. Quality: `gankit.train` with the preset's own settings (the
@@ -29,7 +30,7 @@ from throughput import gemm_peak  # noqa: E402
 
 
 def cases(folder: str | None) -> dict[str, tuple[str, dict]]:
-    out = {"dcgan28": ("dcgan", {})}
+    out = {"simplegan28": ("simple-gan", {}), "dcgan28": ("dcgan", {})}  # (simple-gan: fp32 is its fused step)
     if folder:
         for size in (32, 64):
             out[f"color{size}"] = ("color", {"data": f"folder:{folder}", "image_size": size, "eval_every": 0})
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--fd", default="dcgan28,color32", help="the cases whose FD is measured ('' = none)")
+    parser.add_argument("--cases", default="", help="only these cases (default: all)")
     parser.add_argument("--color-kimg", type=float, default=60.0)
     args = parser.parse_args()
     from gankit.devices import cpu_flags, native_bf16
@@ -103,6 +105,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     with tempfile.TemporaryDirectory() as tmp:
         for name, (preset, sets) in cases(args.folder).items():
+            if args.cases and name not in args.cases.split(","):
+                continue
             result = speed(preset, sets, args.rounds, args.steps)
             flops = result["mflop_per_image"] * 1e6
             result["fp32_share_of_fp32_peak"] = round(result["fp32_images_per_s"] * flops / (fp32_peak * 1e9), 3)

@@ -77,6 +77,8 @@ def _set(*path_and_value):
     (_set("ema", "model", "net.0.weight", lambda t: t.fill_(float("inf"))), "its EMA generator entry 'net.0.weight'"),
     (_set("discriminator", "head.weight", lambda t: t.to(torch.complex64)),
      "its discriminator entry 'head.weight' holds complex64 values, not real numbers"),
+    (_set("generator", "net.0.weight", lambda t: t.to(torch.int32)),
+     "its generator entry 'net.0.weight' holds int32 values where the model holds float32"),
 ])
 def test_a_crafted_checkpoint_value_is_refused_at_load_before_anything_is_written(ema_run, tmp_path, capsys, change,
                                                                                    message):
@@ -114,6 +116,9 @@ def test_export_metadata_that_is_no_object_or_holds_wrong_types_is_ignored(mlp_r
 @pytest.mark.parametrize("change, message", [
     (lambda t: t["net.0.weight"].fill_(float("nan")), "holds NaN or infinite values"),
     (lambda t: t.__setitem__("net.0.weight", t["net.0.weight"].to(torch.complex64)), "holds complex64 values"),
+    (lambda t: t.__setitem__("net.0.weight", t["net.0.weight"].mul(100).to(torch.int64)),
+     "holds int64 values where the model holds float32"),
+    (lambda t: t.__setitem__("net.0.weight", t["net.0.weight"] > 0), "holds bool values where the model holds float"),
 ])
 def test_an_exported_generator_with_nan_or_complex_weights_is_one_line(mlp_run, tmp_path, capsys, change, message):
     run = tmp_path / "run"

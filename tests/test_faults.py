@@ -374,3 +374,21 @@ def test_a_kill_while_a_run_rewrites_a_file_leaves_the_old_one_whole(mlp_run, tm
     with rundir.claim(run, resume=True):  # the next writer removes what the killed one left
         pass
     assert snapshot(run).keys() == before.keys()
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_and_leaves_no_partial_output(mlp_run, tmp_path):
+    # `timeout` or `kill` while generate writes a large folder: its hidden work folder is removed, one line, 130
+    import signal
+
+    out = tmp_path / "fakes"
+    proc = subprocess.Popen([sys.executable, "-m", "gankit", "generate", str(mlp_run), "-n", "400000", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".fakes.gankit-") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().startswith("gankit: interrupted; ") and len(err.strip().splitlines()) == 1, err[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], list(tmp_path.iterdir())  # nothing left, not out either

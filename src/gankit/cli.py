@@ -6,6 +6,7 @@ import argparse
 import atexit
 import errno
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -355,11 +356,19 @@ def _os_error(exc: OSError) -> str:
     return f"cannot write or read{where}: {exc.strerror or exc}"
 
 
+def _terminated(signum, frame) -> None:  # noqa: ARG001 - the signal handler's signature
+    """SIGTERM stops a command the way Ctrl-C does: what it was writing is removed (a half-written folder of samples,
+    a partial pack), what is intact is said, exit 130."""
+    raise KeyboardInterrupt
+
+
 def run(argv: list[str] | None = None) -> None:
     """The `gankit` command: main(), then a quick exit. After torch is imported, the interpreter's own shutdown
     (tearing down torch's modules and libraries) takes 0.4 s on a 2-core CPU, after all the work is done and
     every file is closed. So the exit handlers run, the output is flushed and the process ends with
     os._exit, unless a thread that is not a daemon is still at work: then the usual shutdown waits for it."""
+    if os.environ.get("WORLD_SIZE", "1") in ("", "1"):  # (torchrun's workers: see training.distributed)
+        signal.signal(signal.SIGTERM, _terminated)  # `kill`, `timeout`: cleaned up and said as Ctrl-C is
     code = main(argv)
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
     if others or "torch" not in sys.modules:

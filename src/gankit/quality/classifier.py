@@ -199,8 +199,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise GankitError(f"{path} is not a gankit classifier or is damaged ({type(exc).__name__})") from None
     check_spec(described, f"{path}: its metadata")  # before a network is built from it
-    check_tensors(weights, str(path))  # real numbers, all finite
     model = Classifier(ClassifierSpec(**described)).to(device)
+    check_tensors(weights, str(path), model.state_dict())  # real numbers, all finite, of the network's kind
     try:
         model.load_state_dict(weights)  # every key, and every shape, must fit the spec's network
     except RuntimeError as exc:

@@ -132,7 +132,7 @@ def check_weights(name: str, saved: dict[str, Any], module: torch.nn.Module) -> 
         if value.shape != expected[key].shape:
             raise GankitError(f"its {name} entry '{key}' has shape {tuple(value.shape)} where this run's model "
                               f"has {tuple(expected[key].shape)}: a checkpoint of another model")
-        check_tensor(value, f"its {name} entry '{key}'")  # real numbers, all finite
+        check_tensor(value, f"its {name} entry '{key}'", expected[key])  # real numbers, finite, of the model's kind
 
 
 def set_rng_state(rng: torch.Generator, state: torch.Tensor) -> None:

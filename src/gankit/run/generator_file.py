@@ -66,9 +66,9 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu",
         weights = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise GankitError(f"{path} is corrupt or unreadable: {exc}") from None
-    check_tensors(weights, str(path))  # real numbers, all finite, before the model takes them
     generator = build_generator(cfg.model, cfg.z_dim, cfg.channels, cfg.image_size, cfg.num_classes,
                                 cfg.g_width).to(device)
+    check_tensors(weights, str(path), generator.state_dict())  # real, finite, of the model's kind, before it loads
     try:
         generator.load_state_dict(weights)
     except RuntimeError:
