@@ -5,7 +5,7 @@ default (dcgan: rotation 20, no EMA, D 16-32-64, unconditional). Prints one JSON
 step by category (convolutions by layer shape, BatchNorm, activations, the optimizer, the data path, the
 rest), the top operators by self time, and images/s outside the profiler for reference.
 
-Usage: python benchmarks/profile_step.py [--preset dcgan] [--steps 30] [--set KEY=VALUE ...]
+Usage: python benchmarks/profile_step.py [--preset dcgan] [--steps 30] [--set KEY=VALUE ...] [--eval]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> None:
     p.add_argument("--preset", default="dcgan")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--eval", action="store_true", help="also time one evaluation against an epoch of steps")
     args = p.parse_args()
     from gankit import config
 
@@ -77,7 +78,22 @@ def main() -> None:
            "convolution_ops_ms": {k: round(v, 2) for k, v in sorted(conv_layers.items(), key=lambda kv: -kv[1])},
            "top_ops": [{"op": e.key, "shapes": str(e.input_shapes[:3])[:120], "calls_per_step": e.count // args.steps,
                         "self_ms_per_step": round(e.self_cpu_time_total / 1000 / args.steps, 3)} for e in top]}
+    if args.eval:
+        out["evaluation"] = evaluation_share(trainer, batch / plain)
     print(json.dumps(out, indent=1))
+
+
+def evaluation_share(trainer, seconds_per_step: float) -> dict:
+    """One evaluation of the run (eval_samples fakes against the real reference, in the evaluator's features)
+    timed against an epoch of steps: the share of training time evaluations take at the run's eval_every."""
+    quality, cfg = trainer.quality, trainer.cfg
+    quality.measure(trainer.G_sampled, cfg.z_dim, cfg.seed, trainer.device, cfg.num_classes)  # warm-up
+    t = time.perf_counter()
+    quality.measure(trainer.G_sampled, cfg.z_dim, cfg.seed, trainer.device, cfg.num_classes)
+    seconds = time.perf_counter() - t
+    epoch = len(trainer.batches) * seconds_per_step
+    return {"eval_seconds": round(seconds, 2), "eval_samples": cfg.eval_samples, "epoch_seconds": round(epoch, 2),
+            "eval_every": cfg.eval_every, "share_of_training": round(seconds / (seconds + cfg.eval_every * epoch), 3)}
 
 
 if __name__ == "__main__":
