@@ -295,7 +295,7 @@ def test_a_crafted_cached_evaluator_or_reference_is_rebuilt(unlabeled, monkeypat
                           ({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
                             for k, v in weights.items()}, spec)]:
         save_file(crafted, str(cached), metadata={"gankit_classifier": json_mod.dumps(meta)})
-        with pytest.raises(GankitError, match="not a gankit classifier|do not fit|not finite|its metadata"):
+        with pytest.raises(GankitError, match="not a gankit classifier|do not fit|NaN or infinite|its metadata"):
             classifier.load_classifier(cached)
     monkeypatch.setattr(selfsup, "EPOCHS", 1)
     rebuilt = ev.evaluator_for(unlabeled, progress=False, epochs=1)  # the damaged entry is retrained
