@@ -14,7 +14,9 @@ import numbers
 from typing import Any, Mapping
 
 from gankit.errors import GankitError
+from gankit.files import is_whole
 
+MAX_EPOCH, MAX_STEP = 10**7, 2**53  # the most epochs a run may have, and steps: what a file may record
 SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes [0, 2**63); every --seed and seed= is checked against it
 _NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false", list: "a list",
           dict: "a table (JSON object)"}
@@ -45,7 +47,7 @@ def _describe(kind: type, low, high, choices) -> str:
 
 def _fits(value: Any, kind: type, low, high, choices, infinite: bool = False) -> bool:
     if kind is int:
-        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        ok = is_whole(value)
     elif kind is float:
         ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
               and (math.isfinite(value) or (infinite and not math.isnan(value))))

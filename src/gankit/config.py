@@ -16,12 +16,12 @@ from typing import Any
 
 import tomli_w
 
-from gankit.checks import expect
+from gankit.checks import MAX_EPOCH, SEED_LIMIT, expect
 from gankit.data import folders, packs
 from gankit.data.sources import normalize
 from gankit.devices import native_bf16
 from gankit.errors import GankitError
-from gankit.files import atomic_write_text, read_regular_text, regular
+from gankit.files import atomic_write_text, read_regular_text
 from gankit.images import parse_background
 from gankit.models.registry import MODELS, parse_d_channels
 from gankit.presets import PRESETS
@@ -114,12 +114,11 @@ D_NORMS = ("auto", "batch", "layer", "none")
 # Sizes past what any architecture here or a machine's memory holds are refused before anything is allocated.
 MAX_IMAGE_SIZE, MAX_Z_DIM, MAX_BATCH, MAX_EVAL_SAMPLES = 1024, 4096, 65536, 100_000
 MAX_CLASSES, MAX_CHANNELS = 10_000, 8192  # a conditional model's classes; a layer's width (d_channels)
-MAX_EPOCHS = 10**7  # gankit.run.checkpoint's bound on a checkpoint's epoch: a longer run could not be resumed
 # Every size that allocates, bounded in one place: config validation, a detector's settings (gankit.detect) and
 # the commands' --image-size check values against this table with `within`.
 LIMITS = {"image_size": (8, MAX_IMAGE_SIZE), "z_dim": (1, MAX_Z_DIM), "batch_size": (1, MAX_BATCH),
           "eval_samples": (10, MAX_EVAL_SAMPLES), "num_classes": (0, MAX_CLASSES), "d_channels": (1, MAX_CHANNELS),
-          "epochs": (1, MAX_EPOCHS)}
+          "epochs": (1, MAX_EPOCH)}
 MAX_KIMG = 1e7  # ten billion images: past any run, and small enough that the epochs it spans stay exact
 COLOR_PRESET, COLOR_SIZE = "color", 32  # what a folder of color pictures trains with when nothing is named
 AUTO_KEYS = ("conditional", "cpu_bf16")  # true, false or auto (decided when the run starts)
@@ -168,10 +167,9 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    regular(path, missing=f"config file not found: {path}")  # a FIFO or a folder there: one line saying so
-    try:
+    try:  # (a FIFO or a folder there: one line saying what it is, from the reader)
         return tomllib.loads(read_regular_text(path))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise GankitError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GankitError(f"config file {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
@@ -262,7 +260,7 @@ def validate(cfg: Config) -> None:
     need(cfg.z_dim >= 1, f"z_dim must be >= 1, got {cfg.z_dim}")
     need(8 <= cfg.image_size <= MAX_IMAGE_SIZE, f"image_size must be in [8, {MAX_IMAGE_SIZE}], got {cfg.image_size}")
     need(cfg.z_dim <= MAX_Z_DIM, f"z_dim must be <= {MAX_Z_DIM}, got {cfg.z_dim}")
-    need(0 <= cfg.seed < 2**63, f"seed must be in [0, 2**63), got {cfg.seed}")
+    need(0 <= cfg.seed < SEED_LIMIT, f"seed must be in [0, 2**63), got {cfg.seed}")
     need(cfg.batch_size <= MAX_BATCH, f"batch_size must be <= {MAX_BATCH}, got {cfg.batch_size}")
     need(cfg.eval_samples <= MAX_EVAL_SAMPLES, f"eval_samples must be <= {MAX_EVAL_SAMPLES}, got {cfg.eval_samples}")
     need(cfg.channels in (0, 1, 3), f"channels must be 0 (auto), 1 or 3, got {cfg.channels}")
@@ -402,7 +400,7 @@ class Plan:
 def plan(cfg: Config, device_type: str, world_size: int = 1) -> Plan:
     """The machinery for a concrete config (resolve_for_data) on a device of this type ("cpu", "cuda"), in
     one of world_size processes (the fused step does not average gradients over processes: autograd does)."""
-    if "auto" in (cfg.conditional, cfg.cpu_bf16):
+    if any(getattr(cfg, key) == "auto" for key in AUTO_KEYS):
         raise ValueError("plan() needs a concrete config: call resolve_for_data first")
     autocast = (cfg.amp and device_type == "cuda") or (cfg.cpu_bf16 and device_type == "cpu" and native_bf16())
     # the fused step writes out the plain tutorial pair's math: anything that changes the step rules it out

@@ -246,14 +246,14 @@ def decode_all(paths: list[Path], image_size: int, channels: int,
 
 # ------------------------------------------------------------------ the cache
 def pack_folder(root: Path, dest: Path, image_size: int, channels: int, files: list[Path] | None = None,
-                background: str = "white", exclusive: bool = False) -> Path:
+                background: str = "white", exclusive: bool = False, fp: str | None = None) -> Path:
     """Decode the folder into a new pack at dest. Unreadable files are left out, counted and the first few
     named in pack.json ("skipped", "skipped_files", with the reason where there is one beyond "unreadable"); so
     is how many had transparency ("transparent"). A folder whose listing (names, sizes, times, inodes) changed
     while it was decoded is one GankitError, and nothing is written. exclusive: dest is the user's (see
     PackWriter.finish). Any failure or a Ctrl-C removes the partial pack; a Ctrl-C's message says so."""
     paths = files if files is not None else list_images(root)
-    before, listing = fingerprint(root, paths), _listing(paths)
+    before, listing = fp or fingerprint(root, paths), _listing(paths)
     labels, classes = layout_labels(root, paths)
     writer = packs.PackWriter(dest, image_size, channels)
     kept: list[int] = []
@@ -369,7 +369,7 @@ def cached_pack(root: Path, image_size: int, channels: int, say=None,
     if say:
         say(f"packing {len(paths)} images of {root} into {dest} (once; later runs map it)")
     start = time.perf_counter()
-    pack_folder(root, dest, image_size, channels, paths, background)
+    pack_folder(root, dest, image_size, channels, paths, background, fp=fp)
     for old in home.glob(f"{family}-*"):  # older packs of this folder at this size: superseded
         if old.name != dest.name and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)

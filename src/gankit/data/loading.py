@@ -145,7 +145,7 @@ def pack(source: str, dest: str | Path, data_dir: str | Path | None = None, imag
             done = folders.pack_folder(root, dest, image_size, channels, background=background, exclusive=True)
         except KeyboardInterrupt as exc:  # (before the pack was begun, there is nothing to remove)
             raise KeyboardInterrupt(str(exc) or f"packing {root} stopped (nothing was written to {dest})") from None
-        for line in folders.decoding_notes(packs.open_pack(done).meta) if say else ():
+        for line in folders.decoding_notes(packs.read_meta(done)) if say else ():
             say(line)
         return done
     return write_pack(load(source, data_dir, image_size, channels), dest)

@@ -38,7 +38,7 @@ import numpy as np
 
 from gankit.data.sources import not_a_folder
 from gankit.errors import GankitError
-from gankit.files import irregular, open_regular, read_regular_text
+from gankit.files import alive, irregular, open_regular, read_regular_text
 
 FORMAT, VERSION = "gankit-pack", 1
 IMAGES, LABELS, META = "images.npy", "labels.npy", "pack.json"
@@ -197,18 +197,8 @@ def remove_orphans(folder: Path) -> None:
         return
     for entry in folder.iterdir():
         match = ORPHAN.match(entry.name)
-        if match and entry.is_dir() and not _alive(int(match.group(1))):
+        if match and entry.is_dir() and not alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists but is not ours to signal
-        return True
-    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -298,6 +288,11 @@ def _check_array(name: str, header, want_dtype: np.dtype, want: tuple[int, ...],
     if size != expected:
         raise bad(f"{name} is {size} bytes, not the {expected} its header says (truncated or appended to)")
     return offset
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """A pack's description (pack.json), checked, without opening its images."""
+    return _read_meta(Path(path) / META, GankitError)
 
 
 def _read_meta(file: Path, bad) -> dict[str, Any]:

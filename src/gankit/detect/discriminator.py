@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from gankit import config as config_mod
-from gankit.checks import Field
+from gankit.checks import MAX_EPOCH, MAX_STEP, Field
 from gankit.data import batches
 from gankit.detect.base import Detector, prefixed, unprefixed
 from gankit.errors import GankitError
@@ -54,7 +54,7 @@ class DiscriminatorDetector(Detector):
     trains = False
     SETTINGS = {"label_rule": Field(str, choices=LABEL_RULES), "batchnorm": Field(str, choices=BATCHNORM),
                 "run_config": Field(dict), "run": Field(str, 0, 4096, optional=True),
-                "epoch": Field(int, 0, 10**7, optional=True), "step": Field(int, 0, 2**53, optional=True),
+                "epoch": Field(int, 0, MAX_EPOCH, optional=True), "step": Field(int, 0, MAX_STEP, optional=True),
                 "loss": Field(str, 0, 100, optional=True), "calibration_images": Field(int, 0, None, optional=True)}
 
     def __init__(self, settings: dict[str, Any]):

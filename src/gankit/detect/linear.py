@@ -28,7 +28,6 @@ from gankit.detect.base import Detector, prefixed, unprefixed
 from gankit.detect.scores import balanced_log_loss, detection_metrics, labels_for
 from gankit.errors import GankitError
 from gankit.quality import classifier as clf
-from gankit.weights import check_tensors
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -122,7 +121,6 @@ class ProbeDetector(LinearDetector):
         if not isinstance(spec, dict) or weights is None:
             raise GankitError("its probe has no evaluator weights: train it again")
         clf.check_spec(spec, "its evaluator")  # before a network is built from it
-        check_tensors(weights, "its evaluator")
         try:
             model = clf.Classifier(clf.ClassifierSpec(**spec))
             model.load_state_dict(weights)

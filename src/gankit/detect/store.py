@@ -29,7 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from gankit.checks import Field, expect_fields
+from gankit.checks import MAX_EPOCH, MAX_STEP, Field, expect_fields
 from gankit.config import MAX_IMAGE_SIZE
 from gankit.detect.methods import METHODS
 from gankit.errors import GankitError
@@ -146,7 +146,7 @@ CONFIG_FIELDS = {"method": Field(str, choices=tuple(METHODS)), "channels": Field
 TRAINED_ON_FIELDS = {"trained": Field(bool, optional=True), "seconds": Field(float, 0, None, optional=True),
                      "real": Field(dict, optional=True), "fakes": Field(list, 0, 10_000, optional=True),
                      "validation": Field(dict, optional=True), "run": Field(str, 0, 4096, optional=True),
-                     "epoch": Field(int, 0, 10**7, optional=True), "step": Field(int, 0, 2**53, optional=True)}
+                     "epoch": Field(int, 0, MAX_EPOCH, optional=True), "step": Field(int, 0, MAX_STEP, optional=True)}
 
 
 def _check(config: dict[str, Any], tensors: dict[str, torch.Tensor], trained_on: dict[str, Any]) -> None:

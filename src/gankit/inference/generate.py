@@ -97,7 +97,8 @@ def generate(run_dir: str | Path, n: int | None, out: str | Path, seed: int = 0,
 def _check_request(n: int, interpolate: int, gif: bool, kind: str, out: Path, seed: int) -> int:
     """The number of images asked for, or one line on why it cannot be written (the command's arguments and the
     Python API's alike: gankit.checks)."""
-    n, seed = whole(n, "-n", 1), checks.seed(seed)
+    n = whole(n, "-n", 1)
+    checks.seed(seed)
     if interpolate and whole(interpolate, "--interpolate") < 2:
         raise GankitError(f"--interpolate needs at least 2 frames, got {interpolate}")
     if gif and not interpolate:

@@ -95,7 +95,7 @@ def data_hash(data: loading.ImageData) -> str:
     if data.fingerprint:
         n, c, h, w = data.images.shape
         return hashlib.sha256(f"{data.fingerprint}|{n}x{c}x{h}x{w}".encode()).hexdigest()
-    return loading.content_hash(data)
+    return loading.identity(data)  # the content hash, computed once per load (the run's record uses it too)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from gankit import console
-from gankit.checks import Field, expect_fields
+from gankit.checks import MAX_EPOCH, Field, expect_fields
 from gankit.inference.sampling import sample
 from gankit.models.registry import class_labels, eval_mode
 from gankit.quality import evaluator as ev
@@ -40,7 +40,6 @@ class QualityState:
         return cls(**state)
 
 
-MAX_EPOCH = 10**7  # gankit.run.checkpoint's bound on a checkpoint's epoch
 QUALITY_FIELDS = {  # every key may be absent (a record of an older gankit): the default stands in
     "best_fd": Field(float, 0, None, optional=True, null=True, infinite=True),
     "best_epoch": Field(int, 0, MAX_EPOCH, optional=True),

@@ -154,8 +154,7 @@ def plot_metric_curves(metrics_path: str | Path | list[dict], out) -> bool:
 def write_progress_gif(run_dir: Path) -> Path | None:
     """RUN_DIR/progress.gif: the per-epoch fixed-noise grids as an animation (the last one held longer). A file
     that is not one of this run's grids (a crafted or damaged PNG, one of another size) is left out, with a note."""
-    paths = sorted((p for p in (run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS) if layout.grid_epoch(p) is not None),
-                   key=layout.grid_epoch)
+    paths = layout.epoch_grids(run_dir)
     frames, skipped = [], []
     for path in reversed(paths):  # the newest grid first: the others are drawn at its size
         try:  # grids saved before save_grid enlarged them (a resumed run) are enlarged to the newest's width

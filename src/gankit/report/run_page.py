@@ -58,8 +58,7 @@ def write_report(run_dir: str | Path) -> Path:
                      f"{text(last.get('n'))} samples):</p>" + _metric_table(last))
 
     parts.append("<h2>Samples (fixed noise) beside real images</h2><div class='grids'>")
-    grids = sorted((p for p in (run_dir / layout.SAMPLES).glob(layout.EPOCH_GRIDS)
-                    if regular(p) and layout.grid_epoch(p) is not None), key=layout.grid_epoch)
+    grids = [p for p in layout.epoch_grids(run_dir) if regular(p)]
     has_best = regular(run_dir / layout.BEST)
     best_epoch = generator_file.export_info(run_dir, layout.BEST).get("epoch") if has_best else None
     shown = []

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from gankit import config
-from gankit.checks import Field, expect_fields
+from gankit.checks import MAX_EPOCH, MAX_STEP, Field, expect_fields
 from gankit.errors import GankitError
 from gankit.files import atomic_write, open_regular, regular
 from gankit.run.layout import CHECKPOINT
@@ -70,7 +70,6 @@ def check_archive(fh, path: Path) -> None:
 
 
 # What a checkpoint holds (gankit.training.trainer.Trainer.state_dict writes exactly these) and the type of each value.
-MAX_EPOCH, MAX_STEP = 10**7, 2**53
 MAX_GRID_NOISE = 1024  # config's largest sample_count; a conditional grid rounds it up by less than a row
 STATE_KEYS: dict[str, type] = {"generator": dict, "discriminator": dict, "opt_g": dict, "opt_d": dict,
                                "epoch": int, "step": int, "rng": torch.Tensor, "fixed_noise": torch.Tensor}
@@ -109,9 +108,9 @@ def check_state(state: dict[str, Any], cfg: config.Config, models: dict[str, tor
                           f"{cfg.z_dim} floats (float32, z_dim {cfg.z_dim})")
     check_tensor(noise, "its fixed noise")
     loss_g = state.get("loss_g")
-    if loss_g is not None and loss_g.numel() != 1:
-        raise GankitError(f"its loss_g holds {loss_g.numel()} values, not one")
     if loss_g is not None:
+        if loss_g.numel() != 1:
+            raise GankitError(f"its loss_g holds {loss_g.numel()} values, not one")
         check_tensor(loss_g, "its loss_g")
     if state.get("rng_device", "cpu") not in ("cpu", "cuda"):
         raise GankitError(f"its rng_device is {state['rng_device']!r}, not cpu or cuda")

@@ -14,7 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gankit import config as config_mod
-from gankit.checks import Field, fitting
+from gankit.checks import MAX_EPOCH, MAX_STEP, Field, fitting
 from gankit.errors import GankitError
 from gankit.files import atomic_write, regular, utf8_name
 from gankit.models.registry import build_generator
@@ -92,4 +92,4 @@ def export_info(run_dir: str | Path, name: str = GENERATOR) -> dict[str, Any]:
 
 
 # What export_info passes on from the metadata (a value that does not fit is left out, as if unrecorded).
-INFO_FIELDS = {"epoch": Field(int, 0, 10**7), "step": Field(int, 0, 2**53), "classes": Field(list, 0, 100_000)}
+INFO_FIELDS = {"epoch": Field(int, 0, MAX_EPOCH), "step": Field(int, 0, MAX_STEP), "classes": Field(list, 0, 100_000)}

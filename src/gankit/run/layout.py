@@ -57,6 +57,12 @@ def grid_epoch(path: str | Path) -> int | None:
     return int(digits) if Path(path).name == f"epoch_{digits}.png" and digits.isascii() and digits.isdigit() else None
 
 
+def epoch_grids(run_dir: str | Path) -> list[Path]:
+    """The run's epoch grids in samples/, in epoch order (other names EPOCH_GRIDS matches left out)."""
+    found = (p for p in (Path(run_dir) / SAMPLES).glob(EPOCH_GRIDS) if grid_epoch(p) is not None)
+    return sorted(found, key=grid_epoch)
+
+
 def is_run_dir(folder: str | Path) -> bool:
     """Whether folder is a run directory, finished or not: its config.toml beside anything only a run writes (a
     run killed in its first epoch holds config.toml, .lock and metrics.jsonl, no checkpoint yet). The one test

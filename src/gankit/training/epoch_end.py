@@ -34,6 +34,7 @@ class EpochEnd:
         """Rank 0 writes the epoch's files and checkpoint while the others wait; its decision to stop (early
         stop, time limit), or its error, is every rank's."""
         self.epoch += 1
+
         def write() -> str | None:
             with self.writes():  # inside shared: rank 0's failed write is every rank's line
                 return self._write_epoch(seconds, steps, out_of_time)
@@ -75,8 +76,7 @@ class EpochEnd:
     def write_generator(self, name: str) -> None:
         """generator.safetensors or best.safetensors: the sampled generator with what describes it."""
         generator_file.export_generator(self.G_sampled, self.cfg, self.run_dir, name=name, epoch=self.epoch,
-                                        step=self.step,
-                              classes=self.data.classes)
+                                        step=self.step, classes=self.data.classes)
 
     def evaluate(self) -> str | None:
         """Measure G_sampled against the real reference; keep it as best.safetensors when FD improved.

@@ -135,8 +135,8 @@ def _prepare(cfg: Config, run_dir: Path, resume: bool, progress: bool, world: de
     trainer.resumed = resume
     if state is not None:
         # a source replaced since the checkpoint would continue silently on other pictures
-        if (changed := loading.same_data(state.get("data"), trainer.data, cfg.data_changed_ok, str(run_dir))) and \
-                world.main:
+        changed = loading.same_data(state.get("data"), trainer.data, cfg.data_changed_ok, str(run_dir))
+        if changed and world.main:
             console.note(changed)
         try:
             trainer.load_state_dict(state)
